@@ -1,0 +1,3 @@
+//! Pure compiler from desired state to the kernel objects that enforce it.
+
+pub mod plan;

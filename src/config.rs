@@ -1,0 +1,184 @@
+//! The daemon's configuration file (TOML). Unknown keys and bad values are errors that
+//! name the key, so a typo never silently falls back to a default.
+
+use crate::model::OwnerId;
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+/// Everything in `secgroupd.toml`. See `config/secgroupd.toml` for the documented example.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Control socket path.
+    pub socket: PathBuf,
+    /// Directory of the durable state store.
+    pub state_dir: PathBuf,
+    /// Name of secgroupd's own nftables table (family inet).
+    pub table: String,
+    /// Account id used when a request names none.
+    pub owner_id: OwnerId,
+    /// Coalescing window for kernel updates, in milliseconds.
+    pub propagation_delay_ms: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            socket: PathBuf::from("/run/secgroupd/control.sock"),
+            state_dir: PathBuf::from("/var/lib/secgroupd"),
+            table: "secgroupd".to_string(),
+            owner_id: OwnerId::parse("owner_id", "000000000000").expect("valid default"),
+            propagation_delay_ms: 10,
+        }
+    }
+}
+
+/// A configuration problem, with the key it concerns.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{path}: key `{key}`: {message}")]
+    Invalid {
+        path: PathBuf,
+        key: &'static str,
+        message: String,
+    },
+}
+
+/// Longest path that fits `sockaddr_un.sun_path` with its NUL.
+const MAX_SOCKET_PATH: usize = 107;
+/// Longest coalescing window accepted: beyond this a revoke would wait noticeably.
+pub const MAX_PROPAGATION_DELAY_MS: u64 = 1000;
+
+impl Config {
+    /// Reads and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::parse(path, &text)
+    }
+
+    /// Parses and validates configuration text; `path` is only used in messages.
+    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string().trim_end().replace('\n', " "),
+        })?;
+        cfg.validate(path)?;
+        Ok(cfg)
+    }
+
+    fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let invalid = |key, message: String| ConfigError::Invalid {
+            path: path.to_owned(),
+            key,
+            message,
+        };
+        let sock = self.socket.as_os_str().len();
+        if !self.socket.is_absolute() || sock > MAX_SOCKET_PATH {
+            return Err(invalid(
+                "socket",
+                format!("must be an absolute path of at most {MAX_SOCKET_PATH} bytes"),
+            ));
+        }
+        if !self.state_dir.is_absolute() {
+            return Err(invalid("state_dir", "must be an absolute path".into()));
+        }
+        if !valid_table_name(&self.table) {
+            return Err(invalid(
+                "table",
+                format!(
+                    "{:?} is not a table name: 1 to 64 characters, a letter first, then \
+                     letters, digits, '_' or '-'",
+                    self.table
+                ),
+            ));
+        }
+        if self.propagation_delay_ms > MAX_PROPAGATION_DELAY_MS {
+            return Err(invalid(
+                "propagation_delay_ms",
+                format!("must be at most {MAX_PROPAGATION_DELAY_MS}"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Table names that nft can list and re-read without quoting.
+fn valid_table_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic())
+        && s.len() <= 64
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(Path::new("test.toml"), text)
+    }
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        assert_eq!(parse("").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn shipped_example_is_valid_and_matches_defaults() {
+        let text = include_str!("../config/secgroupd.toml");
+        assert_eq!(parse(text).unwrap(), Config::default());
+    }
+
+    #[test]
+    fn all_keys() {
+        let c = parse(
+            r#"
+            socket = "/tmp/s.sock"
+            state_dir = "/tmp/state"
+            table = "sg_test"
+            owner_id = "123456789012"
+            propagation_delay_ms = 0
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.table, "sg_test");
+        assert_eq!(c.owner_id.as_str(), "123456789012");
+        assert_eq!(c.propagation_delay_ms, 0);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let cases = [
+            ("sockett = \"/x\"", "sockett"),
+            ("owner_id = \"12\"", "owner_id"),
+            ("propagation_delay_ms = -1", "propagation_delay_ms"),
+            ("propagation_delay_ms = 5000", "propagation_delay_ms"),
+            ("propagation_delay_ms = \"10\"", "propagation_delay_ms"),
+            ("table = \"my table\"", "table"),
+            ("table = \"\"", "table"),
+            ("socket = \"relative.sock\"", "socket"),
+            ("state_dir = \"rel\"", "state_dir"),
+            ("socket = 3", "socket"),
+        ];
+        for (text, key) in cases {
+            let e = parse(text).unwrap_err().to_string();
+            assert!(e.contains(key), "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn broken_toml_is_an_error() {
+        assert!(parse("socket = ").is_err());
+        assert!(parse("[section]\nx=1").is_err());
+    }
+}

@@ -1,0 +1,8 @@
+//! secgroupd: EC2-style security groups enforced with nftables.
+
+pub mod compile;
+pub mod config;
+pub mod model;
+pub mod nft;
+pub mod state;
+pub mod store;

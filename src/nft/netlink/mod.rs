@@ -1,0 +1,1 @@
+//! The real backend: nftables over netlink with nftnl and mnl.

@@ -1,0 +1,25 @@
+//! Durable desired state. A change is acknowledged only after `commit` returned, and
+//! `commit` returns only after the change is on disk (fsynced).
+
+use crate::state::{Change, Counters, State};
+
+/// Why the store could not load or persist.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The store exists but cannot be trusted (corrupt, truncated, inconsistent).
+    /// The daemon refuses to start rather than start from an empty state.
+    #[error("state store {path} is corrupt: {why}")]
+    Corrupt { path: String, why: String },
+    #[error("state store I/O: {0}")]
+    Io(String),
+}
+
+/// A durable store of the desired state.
+pub trait Store: Send {
+    /// Loads the persisted state; a store that was never written yields the empty state.
+    fn load(&mut self) -> Result<State, StoreError>;
+
+    /// Persists `changes` (already applied, in order, to the in-memory state) and the
+    /// counters as they are after them, as one durable transaction.
+    fn commit(&mut self, changes: &[Change], counters: Counters) -> Result<(), StoreError>;
+}
