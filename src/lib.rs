@@ -5,5 +5,6 @@ pub mod config;
 pub mod control;
 pub mod model;
 pub mod nft;
+pub mod reconcile;
 pub mod state;
 pub mod store;

@@ -52,6 +52,9 @@ pub enum ChainName {
     Group(GroupNum),
     /// One per instance: jumps to its groups, then drop.
     Instance(InstanceNum),
+    /// One per group: accepts traffic from its members, per family. Group-pair grants of
+    /// other groups jump here, so that each such grant is still exactly one rule.
+    Source(GroupNum),
 }
 
 impl ChainName {
@@ -65,6 +68,8 @@ impl ChainName {
                     parse_num(n).map(ChainName::Group)
                 } else if let Some(n) = s.strip_prefix("inst_") {
                     parse_num(n).map(ChainName::Instance)
+                } else if let Some(n) = s.strip_prefix("src_") {
+                    parse_num(n).map(ChainName::Source)
                 } else {
                     None
                 }
@@ -81,6 +86,7 @@ impl fmt::Display for ChainName {
             ChainName::Dispatch => f.write_str("dispatch"),
             ChainName::Group(n) => write!(f, "grp_{n}"),
             ChainName::Instance(n) => write!(f, "inst_{n}"),
+            ChainName::Source(n) => write!(f, "src_{n}"),
         }
     }
 }

@@ -1,8 +1,6 @@
 //! The typed actions the control socket accepts, and what they answer.
 
-use super::names::{
-    GroupDescription, GroupKey, GroupName, InstanceId, InterfaceName, OwnerId,
-};
+use super::names::{GroupDescription, GroupKey, GroupName, InstanceId, InterfaceName, OwnerId};
 use super::permission::IpPermission;
 use serde::{Deserialize, Serialize};
 use std::net::IpAddr;

@@ -68,7 +68,10 @@ impl GroupName {
         if s.is_empty() || s.len() > 255 {
             return Err(ApiError::invalid(
                 param,
-                format!("a group name has 1 to 255 characters, this one has {}", s.len()),
+                format!(
+                    "a group name has 1 to 255 characters, this one has {}",
+                    s.len()
+                ),
             ));
         }
         if !printable_ascii(s) {
@@ -170,7 +173,9 @@ impl InstanceId {
             return Err(malformed("an instance id has 1 to 255 characters"));
         }
         if !printable_ascii(s) {
-            return Err(malformed("an instance id has printable ASCII characters only"));
+            return Err(malformed(
+                "an instance id has printable ASCII characters only",
+            ));
         }
         if s.trim() != s {
             return Err(malformed("leading or trailing whitespace is not allowed"));
@@ -220,7 +225,10 @@ impl InterfaceName {
             ));
         }
         if s == "." || s == ".." {
-            return Err(ApiError::invalid(param, format!("{s:?} is not an interface name")));
+            return Err(ApiError::invalid(
+                param,
+                format!("{s:?} is not an interface name"),
+            ));
         }
         if let Some(c) = s
             .chars()
@@ -262,7 +270,13 @@ mod tests {
     #[test]
     fn owner_id_is_twelve_digits() {
         assert!(OwnerId::parse("OwnerId", "123456789012").is_ok());
-        for bad in ["12345678901", "1234567890123", "12345678901a", "", " 23456789012"] {
+        for bad in [
+            "12345678901",
+            "1234567890123",
+            "12345678901a",
+            "",
+            " 23456789012",
+        ] {
             let e = OwnerId::parse("OwnerId", bad).unwrap_err();
             assert_eq!(e.code, ErrorCode::InvalidParameterValue, "{bad:?}");
             assert!(e.message.contains("OwnerId"));

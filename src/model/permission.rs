@@ -174,7 +174,9 @@ impl Cidr {
                     let len = if addr.is_ipv4() { 32 } else { 128 };
                     return Err(ApiError::invalid(
                         param,
-                        format!("{s:?} is an address, not a CIDR block; did you mean {addr}/{len}?"),
+                        format!(
+                            "{s:?} is an address, not a CIDR block; did you mean {addr}/{len}?"
+                        ),
                     ));
                 }
                 return Err(ApiError::invalid(
@@ -189,8 +191,14 @@ impl Cidr {
                 format!("{s} has host bits set; did you mean {}?", net.trunc()),
             ));
         }
-        // ipnet accepts some spellings (leading zeros are rejected already by std); insist on
-        // the canonical text so a revoke spelled differently still finds its grant.
+        // ipnet accepts leading zeros ("010.0.0.0/8"), which other tools read as octal:
+        // refuse any IPv4 spelling but the canonical one.
+        if net.addr().is_ipv4() && net.to_string() != s {
+            return Err(ApiError::invalid(
+                param,
+                format!("{s:?} is not in canonical form; did you mean {net}?"),
+            ));
+        }
         Ok(Cidr(net))
     }
     pub fn net(self) -> IpNet {

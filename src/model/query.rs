@@ -4,9 +4,7 @@
 
 use super::action::{Action, InstanceSpec};
 use super::error::{ApiError, ApiErrors, ErrorCode};
-use super::names::{
-    GroupDescription, GroupKey, GroupName, InstanceId, InterfaceName, OwnerId,
-};
+use super::names::{GroupDescription, GroupKey, GroupName, InstanceId, InterfaceName, OwnerId};
 use super::permission::{Cidr, IcmpSpec, IpPermission, PortRange, Protocol, Traffic};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -78,7 +76,10 @@ fn percent_decode(s: &[u8]) -> Result<String, &'static str> {
             b'+' => bytes.push(b' '),
             b'%' => {
                 let hex = |b: u8| (b as char).to_digit(16);
-                match (s.get(i + 1).and_then(|b| hex(*b)), s.get(i + 2).and_then(|b| hex(*b))) {
+                match (
+                    s.get(i + 1).and_then(|b| hex(*b)),
+                    s.get(i + 2).and_then(|b| hex(*b)),
+                ) {
                     (Some(h), Some(l)) => bytes.push((h * 16 + l) as u8),
                     _ => return Err("has a malformed percent escape"),
                 }
@@ -104,7 +105,10 @@ impl<'a> Params<'a> {
         let mut reported = BTreeSet::new();
         for (k, v) in pairs {
             if map.insert(k.as_str(), v.as_str()).is_some() && reported.insert(k.as_str()) {
-                errors.push(ApiError::invalid(k, "the parameter is given more than once"));
+                errors.push(ApiError::invalid(
+                    k,
+                    "the parameter is given more than once",
+                ));
             }
         }
         Params { map, errors }
@@ -134,6 +138,9 @@ impl<'a> Params<'a> {
             let Some(idx) = k.strip_prefix(&dotted) else {
                 continue;
             };
+            if idx.is_empty() || !idx.bytes().all(|b| b.is_ascii_digit()) {
+                continue; // not an index: reported as an unknown parameter
+            }
             match idx.parse::<usize>() {
                 Ok(n) if n >= 1 && !idx.starts_with('0') && n <= MAX_LIST_ITEMS => {
                     items.insert(n, (k.to_string(), *v));
@@ -148,7 +155,9 @@ impl<'a> Params<'a> {
             if *n != expected {
                 self.errors.push(ApiError::invalid(
                     &format!("{prefix}.{n}"),
-                    format!("{prefix}.{expected} is missing: indexes must count up from 1 without gaps"),
+                    format!(
+                        "{prefix}.{expected} is missing: indexes must count up from 1 without gaps"
+                    ),
                 ));
                 break;
             }
@@ -210,7 +219,8 @@ pub fn parse_action(
             let g = group(&mut p, &owner);
             let d = p.required("GroupDescription");
             let d = d.and_then(|d| p.check(GroupDescription::parse("GroupDescription", d)));
-            g.zip(d).map(|(group, description)| Action::CreateSecurityGroup { group, description })
+            g.zip(d)
+                .map(|(group, description)| Action::CreateSecurityGroup { group, description })
         }
         "DeleteSecurityGroup" => {
             p.reject_unknown(&["GroupName"], &[]);
@@ -235,7 +245,9 @@ pub fn parse_action(
                 .into_iter()
                 .filter_map(|(k, v)| p.check(GroupName::parse(&k, v)))
                 .collect();
-            owner.clone().map(|owner| Action::DescribeSecurityGroups { owner, names })
+            owner
+                .clone()
+                .map(|owner| Action::DescribeSecurityGroups { owner, names })
         }
         "RegisterInstance" => {
             p.reject_unknown(&["InstanceId", "Interface"], &["IpAddress", "GroupName"]);
@@ -344,14 +356,19 @@ fn parse_permission(p: &mut Params) -> Option<IpPermission> {
     }
 }
 
-/// Integers as EC2 sends them: optional `-`, decimal digits, nothing else.
+/// Port numbers as EC2 sends them: optional `-`, decimal digits, nothing else, from -1
+/// (the ICMP wildcard) to 65535. Protocol-specific bounds are checked afterwards.
 fn parse_int(param: &str, s: &str) -> Result<i64, ApiError> {
     let digits = s.strip_prefix('-').unwrap_or(s);
+    let bad = || ApiError::invalid(param, format!("{s:?} is not an integer from -1 to 65535"));
     if digits.is_empty() || digits.len() > 18 || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(ApiError::invalid(param, format!("{s:?} is not an integer in range")));
+        return Err(bad());
     }
-    s.parse()
-        .map_err(|_| ApiError::invalid(param, format!("{s:?} is not an integer in range")))
+    let v: i64 = s.parse().map_err(|_| bad())?;
+    if !(-1..=65535).contains(&v) {
+        return Err(bad());
+    }
+    Ok(v)
 }
 
 fn traffic(proto: Protocol, from: i64, to: i64) -> Result<Traffic, ApiError> {
@@ -364,7 +381,10 @@ fn traffic(proto: Protocol, from: i64, to: i64) -> Result<Traffic, ApiError> {
             };
             let (f, t) = (port("FromPort", from)?, port("ToPort", to)?);
             let ports = PortRange::new(f, t).ok_or_else(|| {
-                ApiError::invalid("FromPort", format!("FromPort {f} is greater than ToPort {t}"))
+                ApiError::invalid(
+                    "FromPort",
+                    format!("FromPort {f} is greater than ToPort {t}"),
+                )
             })?;
             Ok(if proto == Protocol::Tcp {
                 Traffic::Tcp { ports }
@@ -409,9 +429,10 @@ fn parse_instance(p: &mut Params, owner: &Option<OwnerId>) -> Option<InstanceSpe
     let mut seen = BTreeSet::new();
     for (k, v) in addrs {
         match parse_address(&k, v) {
-            Ok(a) if !seen.insert(a) => p
-                .errors
-                .push(ApiError::invalid(&k, format!("{a} is listed more than once"))),
+            Ok(a) if !seen.insert(a) => p.errors.push(ApiError::invalid(
+                &k,
+                format!("{a} is listed more than once"),
+            )),
             Ok(a) => addresses.push(a),
             Err(e) => p.errors.push(e),
         }
@@ -425,8 +446,10 @@ fn parse_instance(p: &mut Params, owner: &Option<OwnerId>) -> Option<InstanceSpe
     for (k, v) in names {
         if let Some(name) = p.check(GroupName::parse(&k, v)) {
             if groups.iter().any(|g: &GroupKey| g.name == name) {
-                p.errors
-                    .push(ApiError::invalid(&k, format!("{name} is listed more than once")));
+                p.errors.push(ApiError::invalid(
+                    &k,
+                    format!("{name} is listed more than once"),
+                ));
             } else if let Some(owner) = owner {
                 groups.push(GroupKey {
                     owner: owner.clone(),
@@ -454,10 +477,13 @@ fn parse_address(param: &str, s: &str) -> Result<IpAddr, ApiError> {
             format!("{a} cannot be an instance address"),
         ));
     }
-    if let IpAddr::V4(v4) = a {
-        if v4.is_broadcast() {
-            return Err(ApiError::invalid(param, format!("{a} cannot be an instance address")));
-        }
+    if let IpAddr::V4(v4) = a
+        && v4.is_broadcast()
+    {
+        return Err(ApiError::invalid(
+            param,
+            format!("{a} cannot be an instance address"),
+        ));
     }
     Ok(a)
 }

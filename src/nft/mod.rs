@@ -30,9 +30,15 @@ pub enum Op {
     AddElems(SetName, Vec<Elem>),
     DelElems(SetName, Vec<Elem>),
     AddRule(RuleSpec, Position),
-    DelRule { chain: ChainName, handle: u64 },
+    DelRule {
+        chain: ChainName,
+        handle: u64,
+    },
     /// Delete a rule of a chain secgroupd does not know by name (drift repair).
-    DelForeignRule { chain: String, handle: u64 },
+    DelForeignRule {
+        chain: String,
+        handle: u64,
+    },
     /// Delete a chain secgroupd does not know by name, with its rules (drift repair).
     DelForeignChain(String),
     /// Delete a set secgroupd does not know by name (drift repair).
@@ -113,6 +119,10 @@ pub trait Backend: Send {
 
     /// Sends `ops` as one batch and waits until it is committed or refused. With
     /// `genid`, the batch only commits if the ruleset generation is still `genid`.
-    fn commit(&mut self, table: &str, ops: &[Op], genid: Option<u32>)
-    -> Result<Committed, NftError>;
+    fn commit(
+        &mut self,
+        table: &str,
+        ops: &[Op],
+        genid: Option<u32>,
+    ) -> Result<Committed, NftError>;
 }

@@ -27,7 +27,10 @@ pub enum Change {
         id: GrantId,
         permission: IpPermission,
     },
-    RegisterInstance { num: InstanceNum, spec: InstanceSpec },
+    RegisterInstance {
+        num: InstanceNum,
+        spec: InstanceSpec,
+    },
     /// Carries the instance so it can be registered again on undo.
     DeregisterInstance { instance: Instance },
 }

@@ -129,10 +129,13 @@ impl State {
         }
         for g in s.groups.values() {
             for p in g.grants.values() {
-                if let IpPermission::GroupPair { source } = p {
-                    if !s.groups.contains_key(source) {
-                        return Err(format!("group {} names missing source group {source}", g.key));
-                    }
+                if let IpPermission::GroupPair { source } = p
+                    && !s.groups.contains_key(source)
+                {
+                    return Err(format!(
+                        "group {} names missing source group {source}",
+                        g.key
+                    ));
                 }
             }
         }
@@ -224,16 +227,16 @@ impl State {
             }
             Action::AuthorizeSecurityGroupIngress { group, permission } => {
                 self.existing(group)?;
-                if let IpPermission::GroupPair { source } = permission {
-                    if !self.groups.contains_key(source) {
-                        return Err(ApiError::new(
-                            ErrorCode::GroupNotFound,
-                            format!(
-                                "The source security group '{}' of owner {} does not exist",
-                                source.name, source.owner
-                            ),
-                        ));
-                    }
+                if let IpPermission::GroupPair { source } = permission
+                    && !self.groups.contains_key(source)
+                {
+                    return Err(ApiError::new(
+                        ErrorCode::GroupNotFound,
+                        format!(
+                            "The source security group '{}' of owner {} does not exist",
+                            source.name, source.owner
+                        ),
+                    ));
                 }
                 if self.find_grant(group, permission).is_some() {
                     return Err(ApiError::new(
@@ -336,7 +339,10 @@ impl State {
         if let Some(other) = self.interfaces.get(&spec.interface) {
             return Err(ApiError::invalid(
                 "Interface",
-                format!("{} is already the interface of instance {other}", spec.interface),
+                format!(
+                    "{} is already the interface of instance {other}",
+                    spec.interface
+                ),
             ));
         }
         for (i, a) in spec.addresses.iter().enumerate() {
@@ -450,17 +456,17 @@ impl State {
                 if let Some(ix) = self.grant_index.get_mut(group) {
                     ix.remove(permission);
                 }
-                if let IpPermission::GroupPair { source } = permission {
-                    if let Some(users) = self.pair_refs.get_mut(source) {
-                        if let Some(n) = users.get_mut(group) {
-                            *n -= 1;
-                            if *n == 0 {
-                                users.remove(group);
-                            }
+                if let IpPermission::GroupPair { source } = permission
+                    && let Some(users) = self.pair_refs.get_mut(source)
+                {
+                    if let Some(n) = users.get_mut(group) {
+                        *n -= 1;
+                        if *n == 0 {
+                            users.remove(group);
                         }
-                        if users.is_empty() {
-                            self.pair_refs.remove(source);
-                        }
+                    }
+                    if users.is_empty() {
+                        self.pair_refs.remove(source);
                     }
                 }
             }
@@ -512,10 +518,10 @@ impl State {
                 }
             }
             Change::Grant { id, .. } => c.next_grant = c.next_grant.max(id + 1),
-            Change::RegisterInstance { num, .. } => {
-                c.next_instance = c.next_instance.max(num + 1)
-            }
-            Change::DeleteGroup { .. } | Change::Revoke { .. } | Change::DeregisterInstance { .. } => {}
+            Change::RegisterInstance { num, .. } => c.next_instance = c.next_instance.max(num + 1),
+            Change::DeleteGroup { .. }
+            | Change::Revoke { .. }
+            | Change::DeregisterInstance { .. } => {}
         }
     }
 
