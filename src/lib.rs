@@ -1,5 +1,6 @@
 //! secgroupd: EC2-style security groups enforced with nftables.
 
+pub mod client;
 pub mod compile;
 pub mod config;
 pub mod control;

@@ -1,4 +1,22 @@
 //! The control socket: HTTP/1.1 on a Unix socket speaking the EC2 Query API.
+//!
+//! [`bind_control_socket`] creates the listening socket, [`serve`] answers requests on it:
+//! every request is decoded and validated by [`crate::model::query`], handed to an
+//! [`ActionSink`] with the caller's [`Peer`] credentials, and the outcome is rendered as the
+//! EC2 2007-03-01 XML by [`xml`].
+
+mod activity;
+mod connection;
+mod handler;
+mod options;
+pub mod request_id;
+mod server;
+mod socket;
+pub mod xml;
+
+pub use options::ServeOptions;
+pub use server::serve;
+pub use socket::bind_control_socket;
 
 use crate::model::{Action, ApiErrors, Reply};
 use std::future::Future;
