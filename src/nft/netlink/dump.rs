@@ -10,10 +10,15 @@ use super::request::{Request, talk};
 use super::socket::{Msg, NlSocket};
 use crate::nft::{KernelChain, KernelRule, KernelSet, KernelTable, NftError};
 use nftnl::nftnl_sys as sys;
+use std::collections::HashMap;
 use std::ffi::CString;
 use std::io;
+use std::time::Duration;
 
-/// Attempts at a consistent read before giving up on a ruleset that keeps changing.
+/// Attempts at a consistent read before giving up on a ruleset that keeps changing. A read
+/// takes a few round trips, so a writer committing back to back (with no pause at all)
+/// can keep it from ever succeeding; nothing short of a lock, which nf_tables does not
+/// offer to readers, could help that.
 const ATTEMPTS: usize = 20;
 
 pub(super) fn dump(
@@ -28,7 +33,12 @@ pub(super) fn dump(
         ))
     })?;
     let mut r = Reader { sock, seq };
-    for _ in 0..ATTEMPTS {
+    for attempt in 0..ATTEMPTS {
+        if attempt > 0 {
+            // Someone else is committing (nft, another daemon): give a burst of commits a
+            // moment to pass. About 200 ms in all before we give up.
+            std::thread::sleep(Duration::from_millis(attempt as u64));
+        }
         let before = r.genid()?;
         let read = r.table(&name);
         if r.genid()? != before {
@@ -180,6 +190,12 @@ impl Reader<'_> {
             );
         }
         let table = table.to_string_lossy();
+        // Rules arrive chain by chain, but thousands of chains are possible: index them.
+        let index: HashMap<String, usize> = chains
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.name.clone(), i))
+            .collect();
         self.talk(
             libc::NFT_MSG_GETRULE,
             libc::NFPROTO_INET,
@@ -195,10 +211,10 @@ impl Reader<'_> {
                     .u64(sys::NFTNL_RULE_HANDLE)
                     .ok_or_else(|| NftError::Protocol(format!("rule of {chain} without handle")))?;
                 let comment = r.data(sys::NFTNL_RULE_USERDATA).and_then(udata_comment);
-                let c = chains.iter_mut().find(|c| c.name == chain).ok_or_else(|| {
+                let &i = index.get(&chain).ok_or_else(|| {
                     NftError::Protocol(format!("rule {handle} of unknown chain {chain}"))
                 })?;
-                c.rules.push(KernelRule { handle, comment });
+                chains[i].rules.push(KernelRule { handle, comment });
                 Ok(())
             },
         )
