@@ -1,0 +1,287 @@
+//! Reading secgroupd's table back from the kernel.
+//!
+//! A table is read with several requests (generation, table, chains, rules, sets, and the
+//! elements of each set), and the ruleset may change in between. The generation is read
+//! before and after: if it moved, or a dump was flagged `NLM_F_DUMP_INTR` (changed while
+//! it ran), the whole read is retried, so what we return is one consistent generation.
+
+use super::raw::{RawChain, RawGen, RawRule, RawSet, RawTable, udata_comment};
+use super::request::{Request, talk};
+use super::socket::{Msg, NlSocket};
+use crate::nft::{KernelChain, KernelRule, KernelSet, KernelTable, NftError};
+use nftnl::nftnl_sys as sys;
+use std::collections::HashMap;
+use std::ffi::CString;
+use std::io;
+use std::time::Duration;
+
+/// Attempts at a consistent read before giving up on a ruleset that keeps changing. A read
+/// takes a few round trips, so a writer committing back to back (with no pause at all)
+/// can keep it from ever succeeding; nothing short of a lock, which nf_tables does not
+/// offer to readers, could help that.
+const ATTEMPTS: usize = 20;
+
+pub(super) fn dump(
+    sock: &mut NlSocket,
+    seq: &mut u32,
+    table: &str,
+) -> Result<KernelTable, NftError> {
+    let name = CString::new(table).map_err(|_| {
+        NftError::Io(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("table name {table:?} contains a NUL byte"),
+        ))
+    })?;
+    let mut r = Reader { sock, seq };
+    for attempt in 0..ATTEMPTS {
+        if attempt > 0 {
+            // Someone else is committing (nft, another daemon): give a burst of commits a
+            // moment to pass. About 200 ms in all before we give up.
+            std::thread::sleep(Duration::from_millis(attempt as u64));
+        }
+        let before = r.genid()?;
+        let read = r.table(&name);
+        if r.genid()? != before {
+            continue;
+        }
+        match read {
+            Ok(Some(mut t)) => {
+                t.genid = before;
+                return Ok(t);
+            }
+            Ok(None) => continue, // interrupted dump
+            Err(e) => return Err(e),
+        }
+    }
+    Err(NftError::Protocol(format!(
+        "the ruleset changed during each of {ATTEMPTS} attempts to read table {table}"
+    )))
+}
+
+struct Reader<'a> {
+    sock: &'a mut NlSocket,
+    seq: &'a mut u32,
+}
+
+/// `Ok(None)`: a dump was interrupted by a concurrent change.
+type Read<T> = Result<Option<T>, NftError>;
+
+impl Reader<'_> {
+    fn talk(
+        &mut self,
+        msg_type: libc::c_int,
+        family: libc::c_int,
+        dump: bool,
+        build: impl FnOnce(*mut libc::nlmsghdr),
+        each: impl FnMut(&Msg<'_>) -> Result<(), NftError>,
+    ) -> Result<bool, NftError> {
+        let seq = *self.seq;
+        *self.seq = seq.wrapping_add(1);
+        talk(
+            self.sock,
+            seq,
+            Request {
+                msg_type,
+                family,
+                dump,
+            },
+            build,
+            each,
+        )
+    }
+
+    fn genid(&mut self) -> Result<u32, NftError> {
+        let mut id = None;
+        self.talk(
+            libc::NFT_MSG_GETGEN,
+            libc::AF_UNSPEC,
+            false,
+            |_| {},
+            |m| {
+                id = RawGen::parse(m)?.id();
+                Ok(())
+            },
+        )?;
+        id.ok_or_else(|| NftError::Protocol("no generation id in the kernel's answer".into()))
+    }
+
+    fn table(&mut self, name: &CString) -> Read<KernelTable> {
+        let mut t = KernelTable::default();
+        let req = RawTable::new()?;
+        // SAFETY (for the builders here): live objects, attribute ids of their kind.
+        unsafe {
+            sys::nftnl_table_set_str(req.ptr(), sys::NFTNL_TABLE_NAME as u16, name.as_ptr());
+        }
+        let found = self.talk(
+            libc::NFT_MSG_GETTABLE,
+            libc::NFPROTO_INET,
+            false,
+            |nlh| unsafe { sys::nftnl_table_nlmsg_build_payload(nlh, req.ptr()) },
+            |m| {
+                RawTable::parse(m)?;
+                Ok(())
+            },
+        );
+        match found {
+            Err(NftError::Io(e)) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(Some(t)),
+            Err(e) => return Err(e),
+            Ok(false) => return Ok(None),
+            Ok(true) => t.exists = true,
+        }
+        let Some(chains) = self.chains(name)? else {
+            return Ok(None);
+        };
+        t.chains = chains;
+        if !self.rules(name, &mut t.chains)? {
+            return Ok(None);
+        }
+        let Some(sets) = self.sets(name)? else {
+            return Ok(None);
+        };
+        t.sets = sets;
+        Ok(Some(t))
+    }
+
+    /// Chains of the table in kernel order. The chain dump cannot be filtered by table.
+    fn chains(&mut self, table: &CString) -> Read<Vec<KernelChain>> {
+        let mut out = Vec::new();
+        let table = table.to_string_lossy();
+        let intact = self.talk(
+            libc::NFT_MSG_GETCHAIN,
+            libc::NFPROTO_INET,
+            true,
+            |_| {},
+            |m| {
+                let c = RawChain::parse(m)?;
+                if c.str(sys::NFTNL_CHAIN_TABLE).as_deref() != Some(&*table) {
+                    return Ok(());
+                }
+                let name = c.str(sys::NFTNL_CHAIN_NAME).unwrap_or_default();
+                let hook = c.u32(sys::NFTNL_CHAIN_HOOKNUM).map(|h| {
+                    let prio = c.s32(sys::NFTNL_CHAIN_PRIO).unwrap_or(0);
+                    (
+                        h,
+                        prio,
+                        c.u32(sys::NFTNL_CHAIN_POLICY)
+                            .unwrap_or(libc::NF_ACCEPT as u32),
+                    )
+                });
+                out.push(KernelChain {
+                    name,
+                    hook,
+                    rules: Vec::new(),
+                });
+                Ok(())
+            },
+        )?;
+        Ok(intact.then_some(out))
+    }
+
+    /// Adds the table's rules to their chains. The dump walks each chain's rule list in
+    /// order, so pushing in dump order keeps chain order.
+    fn rules(&mut self, table: &CString, chains: &mut [KernelChain]) -> Result<bool, NftError> {
+        let req = RawRule::new()?;
+        unsafe {
+            sys::nftnl_rule_set_str(req.ptr(), sys::NFTNL_RULE_TABLE as u16, table.as_ptr());
+            sys::nftnl_rule_set_u32(
+                req.ptr(),
+                sys::NFTNL_RULE_FAMILY as u16,
+                libc::NFPROTO_INET as u32,
+            );
+        }
+        let table = table.to_string_lossy();
+        // Rules arrive chain by chain, but thousands of chains are possible: index them.
+        let index: HashMap<String, usize> = chains
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.name.clone(), i))
+            .collect();
+        self.talk(
+            libc::NFT_MSG_GETRULE,
+            libc::NFPROTO_INET,
+            true,
+            |nlh| unsafe { sys::nftnl_rule_nlmsg_build_payload(nlh, req.ptr()) },
+            |m| {
+                let r = RawRule::parse(m)?;
+                if r.str(sys::NFTNL_RULE_TABLE).as_deref() != Some(&*table) {
+                    return Ok(());
+                }
+                let chain = r.str(sys::NFTNL_RULE_CHAIN).unwrap_or_default();
+                let handle = r
+                    .u64(sys::NFTNL_RULE_HANDLE)
+                    .ok_or_else(|| NftError::Protocol(format!("rule of {chain} without handle")))?;
+                let comment = r.data(sys::NFTNL_RULE_USERDATA).and_then(udata_comment);
+                let &i = index.get(&chain).ok_or_else(|| {
+                    NftError::Protocol(format!("rule {handle} of unknown chain {chain}"))
+                })?;
+                chains[i].rules.push(KernelRule { handle, comment });
+                Ok(())
+            },
+        )
+    }
+
+    /// Named sets of the table, with their elements. Anonymous sets (`{ a, b }` literals of
+    /// foreign rules) belong to their rule and go with it, so they are left out.
+    fn sets(&mut self, table: &CString) -> Read<Vec<KernelSet>> {
+        let req = self.set_req(table, None)?;
+        let tname = table.to_string_lossy();
+        let mut out = Vec::new();
+        let intact = self.talk(
+            libc::NFT_MSG_GETSET,
+            libc::NFPROTO_INET,
+            true,
+            |nlh| unsafe { sys::nftnl_set_nlmsg_build_payload(nlh, req.ptr()) },
+            |m| {
+                let s = RawSet::parse(m)?;
+                let flags = s.u32(sys::NFTNL_SET_FLAGS).unwrap_or(0);
+                if s.str(sys::NFTNL_SET_TABLE).as_deref() != Some(&*tname)
+                    || flags & libc::NFT_SET_ANONYMOUS as u32 != 0
+                {
+                    return Ok(());
+                }
+                out.push(KernelSet {
+                    name: s.str(sys::NFTNL_SET_NAME).unwrap_or_default(),
+                    key_type: s.u32(sys::NFTNL_SET_KEY_TYPE).unwrap_or(0),
+                    key_len: s.u32(sys::NFTNL_SET_KEY_LEN).unwrap_or(0),
+                    elems: Vec::new(),
+                });
+                Ok(())
+            },
+        )?;
+        if !intact {
+            return Ok(None);
+        }
+        for set in &mut out {
+            let req = self.set_req(table, Some(&set.name))?;
+            let intact = self.talk(
+                libc::NFT_MSG_GETSETELEM,
+                libc::NFPROTO_INET,
+                true,
+                |nlh| unsafe { sys::nftnl_set_elems_nlmsg_build_payload(nlh, req.ptr()) },
+                |m| {
+                    let s = RawSet::new()?;
+                    if unsafe { sys::nftnl_set_elems_nlmsg_parse(m.as_ptr(), s.ptr()) } < 0 {
+                        return Err(NftError::Protocol("unparsable set element message".into()));
+                    }
+                    set.elems.extend(s.elem_keys());
+                    Ok(())
+                },
+            )?;
+            if !intact {
+                return Ok(None);
+            }
+        }
+        Ok(Some(out))
+    }
+
+    fn set_req(&self, table: &CString, name: Option<&str>) -> Result<RawSet, NftError> {
+        let s = RawSet::new()?;
+        s.set_str(sys::NFTNL_SET_TABLE, table);
+        s.set_u32(sys::NFTNL_SET_FAMILY, libc::NFPROTO_INET as u32);
+        if let Some(n) = name {
+            let n = CString::new(n).map_err(|e| NftError::Protocol(e.to_string()))?;
+            s.set_str(sys::NFTNL_SET_NAME, &n);
+        }
+        Ok(s)
+    }
+}
