@@ -1,0 +1,66 @@
+//! Typed access to one column of a row read back from the store, with messages that
+//! name the column. Values are checked by type by hand (not `row.get`) so that a wrong
+//! type is reported as damage to that column, never as a panic or a generic error.
+
+use rusqlite::Row;
+use rusqlite::types::ValueRef;
+
+pub(super) fn int(row: &Row<'_>, i: usize, column: &str) -> Result<i64, String> {
+    opt_int(row, i, column)?.ok_or_else(|| format!("column {column} is NULL"))
+}
+
+pub(super) fn opt_int(row: &Row<'_>, i: usize, column: &str) -> Result<Option<i64>, String> {
+    match row
+        .get_ref(i)
+        .map_err(|e| format!("column {column}: {e}"))?
+    {
+        ValueRef::Null => Ok(None),
+        ValueRef::Integer(v) => Ok(Some(v)),
+        other => Err(format!(
+            "column {column} holds {:?}, not an integer",
+            other.data_type()
+        )),
+    }
+}
+
+/// A numeric id (group num, grant id, instance num): a u32.
+pub(super) fn id(row: &Row<'_>, i: usize, column: &str) -> Result<u32, String> {
+    let v = int(row, i, column)?;
+    u32::try_from(v).map_err(|_| format!("column {column}: {v} is not in 0..=4294967295"))
+}
+
+pub(super) fn text<'r>(row: &'r Row<'_>, i: usize, column: &str) -> Result<&'r str, String> {
+    match row
+        .get_ref(i)
+        .map_err(|e| format!("column {column}: {e}"))?
+    {
+        ValueRef::Text(t) => {
+            std::str::from_utf8(t).map_err(|_| format!("column {column} is not UTF-8"))
+        }
+        other => Err(format!(
+            "column {column} holds {:?}, not text",
+            other.data_type()
+        )),
+    }
+}
+
+pub(super) fn opt_text(row: &Row<'_>, i: usize, column: &str) -> Result<Option<String>, String> {
+    match row
+        .get_ref(i)
+        .map_err(|e| format!("column {column}: {e}"))?
+    {
+        ValueRef::Null => Ok(None),
+        _ => text(row, i, column).map(|s| Some(s.to_string())),
+    }
+}
+
+/// Reads a text column through one of the model's parsers (`parse(param, text)`).
+pub(super) fn parse<T, E: std::fmt::Display>(
+    row: &Row<'_>,
+    i: usize,
+    column: &str,
+    parser: impl Fn(&str, &str) -> Result<T, E>,
+) -> Result<T, String> {
+    let s = text(row, i, column)?;
+    parser(column, s).map_err(|e| format!("column {column}: {e}"))
+}
