@@ -366,10 +366,10 @@ async fn raw(
             })
         })
         .collect();
-    if let Some(o) = owner {
-        if !pairs.iter().any(|(k, _)| *k == "OwnerId") {
-            pairs.push(("OwnerId", o));
-        }
+    if let Some(o) = owner
+        && !pairs.iter().any(|(k, _)| *k == "OwnerId")
+    {
+        pairs.push(("OwnerId", o));
     }
     let answer = client.call_raw(&pairs).await?;
     if answer.status == 200 {

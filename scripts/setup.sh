@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Installs the system packages secgroupd builds, runs and is tested with (Debian).
+# Idempotent: does nothing when everything is present.
+set -euo pipefail
+packages=(libnftnl-dev libmnl-dev nftables iproute2 conntrack socat curl iputils-ping pkg-config)
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if ((${#missing[@]})); then
+    echo "installing: ${missing[*]}" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq "${missing[@]}" >/dev/null
+fi

@@ -1,0 +1,112 @@
+//! secgroupd: the daemon. Loads the persisted state, makes its nftables table match it,
+//! and only then serves the control socket.
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use secgroupd::compile::{compile, render::render};
+use secgroupd::config::Config;
+use secgroupd::control::{ServeOptions, bind_control_socket, serve};
+use secgroupd::nft::netlink::NetlinkBackend;
+use secgroupd::reconcile::{self, Reconciler, ThreadWorker};
+use secgroupd::store::{SqliteStore, Store};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+use tokio::signal::unix::{SignalKind, signal};
+use tracing::{error, info};
+
+/// EC2-style security groups enforced with nftables.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Cli {
+    /// Configuration file (TOML).
+    #[arg(long, short, default_value = "/etc/secgroupd/secgroupd.toml")]
+    config: PathBuf,
+    /// Validate the configuration and exit.
+    #[arg(long)]
+    check_config: bool,
+    /// Print the nftables table the persisted state compiles to (as an `nft -f`
+    /// script) and exit, without touching the kernel.
+    #[arg(long)]
+    print_plan: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SECGROUPD_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            error!("{e:#}");
+            eprintln!("secgroupd: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let config = Config::load(&cli.config)?;
+    if cli.check_config {
+        println!("{}: ok", cli.config.display());
+        return Ok(());
+    }
+    if cli.print_plan {
+        let state = SqliteStore::open(&config.state_dir)?.load()?;
+        print!("{}", render(&compile(&state, &config.table)));
+        return Ok(());
+    }
+
+    let started = Instant::now();
+    let store = SqliteStore::open(&config.state_dir)
+        .with_context(|| format!("opening the state store in {}", config.state_dir.display()))?;
+    let backend = NetlinkBackend::new().context("opening the netlink socket")?;
+    // Blocks until the kernel table matches the persisted state: nothing is served
+    // before enforcement is exactly what was acknowledged.
+    let reconciler = Reconciler::start(Box::new(store), Box::new(backend), &config.table)
+        .context("making the kernel table match the persisted state")?;
+    info!(
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "kernel table {} is in sync", config.table
+    );
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    rt.block_on(serve_until_signal(config, reconciler))
+}
+
+async fn serve_until_signal(config: Config, reconciler: Reconciler) -> Result<()> {
+    let handle = reconcile::spawn(
+        ThreadWorker::new(reconciler),
+        Duration::from_millis(config.propagation_delay_ms),
+    );
+    let listener = bind_control_socket(&config.socket).context("binding the control socket")?;
+    info!(socket = %config.socket.display(), "ready");
+
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let shutdown = async move {
+        tokio::select! {
+            _ = term.recv() => info!("SIGTERM: shutting down"),
+            _ = int.recv() => info!("SIGINT: shutting down"),
+        }
+    };
+    serve(
+        listener,
+        ServeOptions::new(config.owner_id.clone()),
+        handle,
+        shutdown,
+    )
+    .await;
+    let _ = std::fs::remove_file(&config.socket);
+    info!("stopped; the kernel rules stay in place");
+    Ok(())
+}
