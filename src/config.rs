@@ -19,6 +19,92 @@ pub struct Config {
     pub owner_id: OwnerId,
     /// Coalescing window for kernel updates, in milliseconds.
     pub propagation_delay_ms: u64,
+    /// How instance interfaces are attached: routed taps/veths, or ports of a bridge.
+    pub mode: Mode,
+    /// What happens to established connections when the permission that admitted them
+    /// goes away.
+    pub established_on_revoke: EstablishedOnRevoke,
+    /// Bits of the conntrack mark secgroupd may use to tag connections with the grant
+    /// that admitted them (`cut` mode). A contiguous run of bits; other software keeps
+    /// the rest.
+    pub ct_mark_mask: Mask,
+    /// Bits of the packet mark secgroupd may use in bridged mode to tell the inet chains
+    /// which bridge port a packet leaves by. A contiguous run of bits.
+    pub packet_mark_mask: Mask,
+}
+
+/// `mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Each instance interface is a routed tap or veth of the host.
+    Routed,
+    /// Instance interfaces are ports of a Linux bridge (br_netfilter must be on).
+    Bridged,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Routed => "routed",
+            Mode::Bridged => "bridged",
+        }
+    }
+}
+
+/// `established_on_revoke`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EstablishedOnRevoke {
+    /// Connections admitted only by a revoked permission stop at once, both ways.
+    Cut,
+    /// AWS's tracked-connection semantics: existing connections continue.
+    Keep,
+}
+
+impl EstablishedOnRevoke {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EstablishedOnRevoke::Cut => "cut",
+            EstablishedOnRevoke::Keep => "keep",
+        }
+    }
+}
+
+/// A bit mask written as a hexadecimal string, e.g. `"0x00ffffff"`: a contiguous run of
+/// at least 8 set bits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct Mask(pub u32);
+
+impl Mask {
+    /// Number of the lowest set bit.
+    pub fn shift(self) -> u32 {
+        self.0.trailing_zeros()
+    }
+    /// Largest value that fits (values are shifted into place).
+    pub fn max_value(self) -> u32 {
+        self.0 >> self.shift()
+    }
+}
+
+impl TryFrom<String> for Mask {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        let hex = s
+            .strip_prefix("0x")
+            .ok_or_else(|| format!("{s:?} is not a hexadecimal mask such as \"0x00ffffff\""))?;
+        let m = u32::from_str_radix(hex, 16)
+            .map_err(|_| format!("{s:?} is not a hexadecimal mask such as \"0x00ffffff\""))?;
+        let shifted = m.checked_shr(m.trailing_zeros()).unwrap_or(0);
+        if m == 0 || (shifted & shifted.wrapping_add(1)) != 0 {
+            return Err(format!("{s:?} is not a contiguous run of bits"));
+        }
+        if m.count_ones() < 8 {
+            return Err(format!("{s:?} has fewer than 8 bits"));
+        }
+        Ok(Mask(m))
+    }
 }
 
 impl Default for Config {
@@ -29,6 +115,10 @@ impl Default for Config {
             table: "secgroupd".to_string(),
             owner_id: OwnerId::parse("owner_id", "000000000000").expect("valid default"),
             propagation_delay_ms: 10,
+            mode: Mode::Routed,
+            established_on_revoke: EstablishedOnRevoke::Cut,
+            ct_mark_mask: Mask(0x00ff_ffff),
+            packet_mark_mask: Mask(0x0fff_0000),
         }
     }
 }
@@ -148,12 +238,23 @@ mod tests {
             table = "sg_test"
             owner_id = "123456789012"
             propagation_delay_ms = 0
+            mode = "bridged"
+            established_on_revoke = "keep"
+            ct_mark_mask = "0xffff0000"
+            packet_mark_mask = "0x000fff00"
             "#,
         )
         .unwrap();
         assert_eq!(c.table, "sg_test");
         assert_eq!(c.owner_id.as_str(), "123456789012");
         assert_eq!(c.propagation_delay_ms, 0);
+        assert_eq!(c.mode, Mode::Bridged);
+        assert_eq!(c.established_on_revoke, EstablishedOnRevoke::Keep);
+        assert_eq!(
+            (c.ct_mark_mask.shift(), c.ct_mark_mask.max_value()),
+            (16, 0xffff)
+        );
+        assert_eq!(c.packet_mark_mask.0, 0x000f_ff00);
     }
 
     #[test]
@@ -169,6 +270,12 @@ mod tests {
             ("socket = \"relative.sock\"", "socket"),
             ("state_dir = \"rel\"", "state_dir"),
             ("socket = 3", "socket"),
+            ("mode = \"switched\"", "mode"),
+            ("established_on_revoke = \"drop\"", "established_on_revoke"),
+            ("ct_mark_mask = \"0xf0f0f0f0\"", "ct_mark_mask"),
+            ("ct_mark_mask = \"0x0f\"", "ct_mark_mask"),
+            ("ct_mark_mask = \"ffff\"", "ct_mark_mask"),
+            ("packet_mark_mask = \"0x0\"", "packet_mark_mask"),
         ];
         for (text, key) in cases {
             let e = parse(text).unwrap_err().to_string();

@@ -72,8 +72,11 @@ impl Delta {
             Change::RestoreGroup { group } => {
                 if let Some(g) = state.group(&group.key) {
                     self.put_all(plan, group_objects(g));
-                    for (id, p) in &g.grants {
-                        self.put_all(plan, grant_rule(state, g, *id, p));
+                    for (id, gr) in &g.grants {
+                        self.put_all(plan, grant_rule(state, g, *id, &gr.permission));
+                    }
+                    for a in &g.remote {
+                        self.put(plan, member_elem(g.num, *a), Some(Obj::Elem));
                     }
                 }
             }
@@ -88,6 +91,7 @@ impl Delta {
                 group,
                 id,
                 permission,
+                ..
             } => {
                 if let Some(g) = state.group(group) {
                     self.put_all(plan, grant_rule(state, g, *id, permission));
@@ -110,6 +114,44 @@ impl Delta {
                     if let Some(g) = state.group(gk) {
                         for a in &spec.addresses {
                             self.put(plan, member_elem(g.num, *a), Some(Obj::Elem));
+                        }
+                    }
+                }
+            }
+            Change::AddMembers { group, addresses } => {
+                if let Some(g) = state.group(group) {
+                    for a in addresses {
+                        self.put(plan, member_elem(g.num, *a), Some(Obj::Elem));
+                    }
+                }
+            }
+            Change::RemoveMembers { group, addresses } => {
+                if let Some(g) = state.group(group) {
+                    for a in addresses {
+                        if !state.is_member_address(group, *a) {
+                            self.put(plan, member_elem(g.num, *a), None);
+                        }
+                    }
+                }
+            }
+            Change::SetInstanceGroups { id, from, to } => {
+                if let Some(i) = state.instance(id) {
+                    // The instance chain's jumps: drop the old, add the new, in one batch.
+                    let stale: Vec<Key> = plan
+                        .rules(ChainName::Instance(i.num))
+                        .map(|r| Key::Rule(r.chain, r.id))
+                        .collect();
+                    for k in stale {
+                        self.put(plan, k, None);
+                    }
+                    self.put_all(plan, instance_objects(state, i));
+                    for gk in from.iter().chain(to) {
+                        if let Some(g) = state.group(gk) {
+                            for a in &i.spec.addresses {
+                                let key = member_elem(g.num, *a);
+                                let member = state.is_member_address(gk, *a);
+                                self.put(plan, key, member.then_some(Obj::Elem));
+                            }
                         }
                     }
                 }

@@ -27,8 +27,11 @@ pub fn compile(state: &State, table: &str) -> Plan {
     plan.objs.extend(base_objects());
     for g in state.groups() {
         plan.objs.extend(group_objects(g));
-        for (id, p) in &g.grants {
-            plan.objs.extend(grant_rule(state, g, *id, p));
+        for (id, gr) in &g.grants {
+            plan.objs.extend(grant_rule(state, g, *id, &gr.permission));
+        }
+        for a in &g.remote {
+            plan.objs.insert(member_elem(g.num, *a), Obj::Elem);
         }
     }
     for i in state.instances() {

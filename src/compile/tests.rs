@@ -183,12 +183,18 @@ fn any_action() -> impl Strategy<Value = String> {
         group.clone().prop_map(|g| format!("Action=DeleteSecurityGroup&GroupName={g}")),
         (group.clone(), perm.clone()).prop_map(|(g, p)| format!("Action=AuthorizeSecurityGroupIngress&GroupName={g}&{p}")),
         (group.clone(), perm).prop_map(|(g, p)| format!("Action=RevokeSecurityGroupIngress&GroupName={g}&{p}")),
-        (inst.clone(), group.clone(), group, 0u8..3).prop_map(|(i, g1, g2, a)| format!(
+        (inst.clone(), group.clone(), group.clone(), 0u8..3).prop_map(|(i, g1, g2, a)| format!(
             "Action=RegisterInstance&InstanceId=i-{i}&Interface=tap{i}&IpAddress.1=10.1.{i}.{}&IpAddress.2=fd00::{i}:{a}&GroupName.1={g1}{}",
             a + 1,
             if g1 != g2 { format!("&GroupName.2={g2}") } else { String::new() }
         )),
-        inst.prop_map(|i| format!("Action=DeregisterInstance&InstanceId=i-{i}")),
+        inst.clone().prop_map(|i| format!("Action=DeregisterInstance&InstanceId=i-{i}")),
+        (group.clone(), 1u8..4).prop_map(|(g, a)| format!("Action=AddGroupMembers&GroupName={g}&IpAddress.1=10.1.{a}.1&IpAddress.2=10.7.0.{a}")),
+        (group.clone(), 1u8..4).prop_map(|(g, a)| format!("Action=RemoveGroupMembers&GroupName={g}&IpAddress.1=10.7.0.{a}")),
+        (inst, group.clone(), group).prop_map(|(i, g1, g2)| format!(
+            "Action=ModifyInstanceGroups&InstanceId=i-{i}&GroupName.1={g1}{}",
+            if g1 != g2 { format!("&GroupName.2={g2}") } else { String::new() }
+        )),
     ]
 }
 

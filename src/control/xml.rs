@@ -28,6 +28,10 @@ pub fn render_reply(action: &str, request_id: &str, reply: &Reply) -> String {
                 match reply {
                     Reply::Done => text(w, "return", "true"),
                     Reply::Groups(groups) => list(w, "securityGroupInfo", groups, group),
+                    // TODO(step 2/3 API): overlap, status and explanation elements.
+                    Reply::Revoked { .. } | Reply::Status(_) | Reply::Explained(_) => {
+                        text(w, "return", "true")
+                    }
                 }
             })?;
         Ok(())

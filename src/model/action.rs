@@ -46,6 +46,39 @@ pub enum Action {
     DeregisterInstance {
         id: InstanceId,
     },
+    /// Host-local: addresses of members of the group that live on other hosts.
+    AddGroupMembers {
+        group: GroupKey,
+        addresses: Vec<IpAddr>,
+    },
+    RemoveGroupMembers {
+        group: GroupKey,
+        addresses: Vec<IpAddr>,
+    },
+    /// Host-local: replaces an instance's groups atomically.
+    ModifyInstanceGroups {
+        id: InstanceId,
+        groups: Vec<GroupKey>,
+    },
+    /// Host-local: the daemon's status (answered by the reconciler).
+    GetStatus,
+    /// Host-local: which permission admits a packet to an instance (answered by the
+    /// reconciler from the compiled plan).
+    ExplainPacket {
+        probe: PacketProbe,
+    },
+}
+
+/// A hypothetical packet to an instance, for `ExplainPacket`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PacketProbe {
+    pub instance: InstanceId,
+    pub source: IpAddr,
+    pub protocol: super::permission::Protocol,
+    /// TCP/UDP destination port.
+    pub port: Option<u16>,
+    pub icmp_type: Option<u8>,
+    pub icmp_code: Option<u8>,
 }
 
 impl Action {
@@ -59,12 +92,22 @@ impl Action {
             Action::DescribeSecurityGroups { .. } => "DescribeSecurityGroups",
             Action::RegisterInstance { .. } => "RegisterInstance",
             Action::DeregisterInstance { .. } => "DeregisterInstance",
+            Action::AddGroupMembers { .. } => "AddGroupMembers",
+            Action::RemoveGroupMembers { .. } => "RemoveGroupMembers",
+            Action::ModifyInstanceGroups { .. } => "ModifyInstanceGroups",
+            Action::GetStatus => "GetStatus",
+            Action::ExplainPacket { .. } => "ExplainPacket",
         }
     }
 
     /// Whether the action changes state (and so needs a commit, and admin rights).
     pub fn is_mutating(&self) -> bool {
-        !matches!(self, Action::DescribeSecurityGroups { .. })
+        !matches!(
+            self,
+            Action::DescribeSecurityGroups { .. }
+                | Action::GetStatus
+                | Action::ExplainPacket { .. }
+        )
     }
 }
 
@@ -77,6 +120,56 @@ pub struct GroupInfo {
     pub permissions: Vec<IpPermission>,
 }
 
+/// A permission of one of an instance's groups that still admits some of the traffic a
+/// revoked permission admitted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Overlap {
+    /// The group of the permission that still admits (may be the revoked one's group).
+    pub group: GroupKey,
+    pub permission: IpPermission,
+    /// Whether it admits all of the revoked permission's traffic, or only part of it.
+    pub full: bool,
+    /// Instances of the revoked group that are also members of `group`.
+    pub instances: Vec<InstanceId>,
+}
+
+/// Figures for GetStatus.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct StatusInfo {
+    /// Generation of the last commit (store and kernel), 0 before the first.
+    pub generation: u64,
+    pub groups: usize,
+    pub permissions: usize,
+    pub instances: usize,
+    pub remote_members: usize,
+    /// Rules in secgroupd's table(s), as the plan has them.
+    pub rules: usize,
+    /// Set elements in secgroupd's table(s), as the plan has them.
+    pub set_elements: usize,
+    /// Actions in the last commit.
+    pub last_commit_actions: usize,
+    /// Netlink messages in the last commit's batch.
+    pub last_commit_ops: usize,
+    /// Time of the last commit: durable write plus kernel batch, in microseconds.
+    pub last_commit_micros: u64,
+    pub last_store_micros: u64,
+    pub last_kernel_micros: u64,
+    /// Configuration echoes, for operators.
+    pub table: String,
+    pub mode: String,
+    pub established_on_revoke: String,
+}
+
+/// What admits a probe packet, for ExplainPacket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Explanation {
+    pub instance: InstanceId,
+    pub interface: InterfaceName,
+    /// Every permission of the instance's groups that admits the packet, in the order the
+    /// kernel evaluates them (the first one is the one that accepts it).
+    pub admitted_by: Vec<(GroupKey, IpPermission)>,
+}
+
 /// The successful answer to an action.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reply {
@@ -84,4 +177,11 @@ pub enum Reply {
     Done,
     /// DescribeSecurityGroups data.
     Groups(Vec<GroupInfo>),
+    /// RevokeSecurityGroupIngress: `<return>true</return>`, plus the permissions that
+    /// still admit (part of) the revoked traffic, if any.
+    Revoked {
+        overlaps: Vec<Overlap>,
+    },
+    Status(StatusInfo),
+    Explained(Explanation),
 }

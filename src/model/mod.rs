@@ -8,7 +8,9 @@ pub mod query;
 #[cfg(test)]
 mod query_tests;
 
-pub use action::{Action, GroupInfo, InstanceSpec, Reply};
+pub use action::{
+    Action, Explanation, GroupInfo, InstanceSpec, Overlap, PacketProbe, Reply, StatusInfo,
+};
 pub use error::{ApiError, ApiErrors, ErrorCode};
 pub use names::{GroupDescription, GroupKey, GroupName, InstanceId, InterfaceName, OwnerId};
 pub use permission::{Cidr, IcmpSpec, IpPermission, PortRange, Protocol, Traffic};

@@ -2,7 +2,7 @@
 //!
 //! Parsing reports every problem it finds, not only the first, each with its EC2 code.
 
-use super::action::{Action, InstanceSpec};
+use super::action::{Action, InstanceSpec, PacketProbe};
 use super::error::{ApiError, ApiErrors, ErrorCode};
 use super::names::{GroupDescription, GroupKey, GroupName, InstanceId, InterfaceName, OwnerId};
 use super::permission::{Cidr, IcmpSpec, IpPermission, PortRange, Protocol, Traffic};
@@ -253,6 +253,43 @@ pub fn parse_action(
             p.reject_unknown(&["InstanceId", "Interface"], &["IpAddress", "GroupName"]);
             parse_instance(&mut p, &owner).map(|instance| Action::RegisterInstance { instance })
         }
+        "AddGroupMembers" | "RemoveGroupMembers" => {
+            p.reject_unknown(&["GroupName"], &["IpAddress"]);
+            let g = group(&mut p, &owner);
+            let addresses = parse_addresses(&mut p);
+            g.map(|group| {
+                if action == "AddGroupMembers" {
+                    Action::AddGroupMembers { group, addresses }
+                } else {
+                    Action::RemoveGroupMembers { group, addresses }
+                }
+            })
+        }
+        "ModifyInstanceGroups" => {
+            p.reject_unknown(&["InstanceId"], &["GroupName"]);
+            let id = p.required("InstanceId");
+            let id = id.and_then(|i| p.check(InstanceId::parse("InstanceId", i)));
+            let groups = parse_group_list(&mut p, &owner);
+            id.map(|id| Action::ModifyInstanceGroups { id, groups })
+        }
+        "GetStatus" => {
+            p.reject_unknown(&[], &[]);
+            Some(Action::GetStatus)
+        }
+        "ExplainPacket" => {
+            p.reject_unknown(
+                &[
+                    "InstanceId",
+                    "SourceIp",
+                    "IpProtocol",
+                    "Port",
+                    "IcmpType",
+                    "IcmpCode",
+                ],
+                &[],
+            );
+            parse_probe(&mut p).map(|probe| Action::ExplainPacket { probe })
+        }
         "DeregisterInstance" => {
             p.reject_unknown(&["InstanceId"], &[]);
             let id = p.required("InstanceId");
@@ -420,7 +457,18 @@ fn parse_instance(p: &mut Params, owner: &Option<OwnerId>) -> Option<InstanceSpe
     let id = id.and_then(|s| p.check(InstanceId::parse("InstanceId", s)));
     let iface = p.required("Interface");
     let iface = iface.and_then(|s| p.check(InterfaceName::parse("Interface", s)));
+    let addresses = parse_addresses(p);
+    let groups = parse_group_list(p, owner);
+    Some(InstanceSpec {
+        id: id?,
+        interface: iface?,
+        addresses,
+        groups,
+    })
+}
 
+/// `IpAddress.N`: at least one, each a unicast address, none twice.
+fn parse_addresses(p: &mut Params) -> Vec<IpAddr> {
     let addrs = p.list("IpAddress");
     if addrs.is_empty() {
         p.errors.push(ApiError::missing("IpAddress.1"));
@@ -437,7 +485,11 @@ fn parse_instance(p: &mut Params, owner: &Option<OwnerId>) -> Option<InstanceSpe
             Err(e) => p.errors.push(e),
         }
     }
+    addresses
+}
 
+/// `GroupName.N` of the request's owner: at least one, none twice.
+fn parse_group_list(p: &mut Params, owner: &Option<OwnerId>) -> Vec<GroupKey> {
     let names = p.list("GroupName");
     if names.is_empty() {
         p.errors.push(ApiError::missing("GroupName.1"));
@@ -458,11 +510,79 @@ fn parse_instance(p: &mut Params, owner: &Option<OwnerId>) -> Option<InstanceSpe
             }
         }
     }
-    Some(InstanceSpec {
-        id: id?,
-        interface: iface?,
-        addresses,
-        groups,
+    groups
+}
+
+/// ExplainPacket: an instance, a source address, a protocol and its port or ICMP type.
+fn parse_probe(p: &mut Params) -> Option<PacketProbe> {
+    let id = p.required("InstanceId");
+    let id = id.and_then(|i| p.check(InstanceId::parse("InstanceId", i)));
+    let src = p.required("SourceIp");
+    let src = src.and_then(|s| {
+        p.check(
+            s.parse::<IpAddr>()
+                .map_err(|_| ApiError::invalid("SourceIp", format!("{s:?} is not an IP address"))),
+        )
+    });
+    let proto = p.required("IpProtocol");
+    let proto = proto.and_then(|s| {
+        p.check(Protocol::parse(s).ok_or_else(|| {
+            ApiError::invalid(
+                "IpProtocol",
+                format!("{s:?} is not one of tcp, udp, icmp, icmpv6"),
+            )
+        }))
+    })?;
+    let small = |p: &mut Params, name: &str, max: i64| {
+        p.get(name).and_then(|v| {
+            let n = p.check(parse_int(name, v))?;
+            p.check(
+                u16::try_from(n)
+                    .ok()
+                    .filter(|n| i64::from(*n) <= max)
+                    .ok_or_else(|| {
+                        ApiError::invalid(name, format!("{n} is out of range 0 to {max}"))
+                    }),
+            )
+        })
+    };
+    let (mut port, mut icmp_type, mut icmp_code) = (None, None, None);
+    match proto {
+        Protocol::Tcp | Protocol::Udp => {
+            if p.get("Port").is_none() {
+                p.errors.push(ApiError::missing("Port"));
+            }
+            port = small(p, "Port", 65535);
+            for k in ["IcmpType", "IcmpCode"] {
+                if p.get(k).is_some() {
+                    p.errors.push(ApiError::new(
+                        ErrorCode::InvalidParameterCombination,
+                        format!("{k} cannot be used with {proto}"),
+                    ));
+                }
+            }
+        }
+        Protocol::Icmp | Protocol::Icmpv6 => {
+            if p.get("IcmpType").is_none() {
+                p.errors.push(ApiError::missing("IcmpType"));
+            }
+            icmp_type = small(p, "IcmpType", 255).map(|v| v as u8);
+            icmp_code = Some(small(p, "IcmpCode", 255).map_or(0, |v| v as u8));
+            if p.get("Port").is_some() {
+                p.errors.push(ApiError::new(
+                    ErrorCode::InvalidParameterCombination,
+                    format!("Port cannot be used with {proto}"),
+                ));
+            }
+        }
+    }
+    Some(PacketProbe {
+        instance: id?,
+        source: src?,
+        protocol: proto,
+        port,
+        icmp_type,
+        icmp_code,
     })
 }
 

@@ -427,3 +427,73 @@ fn error_code_strings_are_the_contract() {
         assert_eq!(c.http_status(), status, "{s}");
     }
 }
+
+#[test]
+fn member_and_lifecycle_actions() {
+    let a = parse("Action=AddGroupMembers&GroupName=web&IpAddress.1=10.5.0.1&IpAddress.2=fd00::5")
+        .unwrap();
+    assert!(matches!(a, Action::AddGroupMembers { ref addresses, .. } if addresses.len() == 2));
+    assert!(matches!(
+        parse("Action=RemoveGroupMembers&GroupName=web&IpAddress.1=10.5.0.1").unwrap(),
+        Action::RemoveGroupMembers { .. }
+    ));
+    assert_eq!(
+        codes("Action=AddGroupMembers&GroupName=web"),
+        vec![MissingParameter]
+    );
+    assert_eq!(
+        codes("Action=AddGroupMembers&GroupName=web&IpAddress.1=10.5.0.256"),
+        vec![InvalidParameterValue]
+    );
+    assert_eq!(
+        codes("Action=AddGroupMembers&GroupName=web&IpAddress.1=10.5.0.1&IpAddress.2=10.5.0.1"),
+        vec![InvalidParameterValue]
+    );
+    let a =
+        parse("Action=ModifyInstanceGroups&InstanceId=i-1&GroupName.1=a&GroupName.2=b").unwrap();
+    assert!(matches!(a, Action::ModifyInstanceGroups { ref groups, .. } if groups.len() == 2));
+    assert_eq!(
+        codes("Action=ModifyInstanceGroups&InstanceId=i-1"),
+        vec![MissingParameter]
+    );
+    assert_eq!(parse("Action=GetStatus").unwrap(), Action::GetStatus);
+    assert_eq!(codes("Action=GetStatus&Verbose=1"), vec![UnknownParameter]);
+}
+
+#[test]
+fn explain_packet() {
+    let a = parse("Action=ExplainPacket&InstanceId=i-1&SourceIp=10.9.0.2&IpProtocol=tcp&Port=80")
+        .unwrap();
+    let Action::ExplainPacket { probe } = a else {
+        panic!()
+    };
+    assert_eq!(probe.port, Some(80));
+    let a =
+        parse("Action=ExplainPacket&InstanceId=i-1&SourceIp=10.9.0.2&IpProtocol=icmp&IcmpType=8")
+            .unwrap();
+    let Action::ExplainPacket { probe } = a else {
+        panic!()
+    };
+    assert_eq!((probe.icmp_type, probe.icmp_code), (Some(8), Some(0)));
+    let base = "Action=ExplainPacket&InstanceId=i-1&SourceIp=10.9.0.2";
+    assert_eq!(
+        codes(&format!("{base}&IpProtocol=tcp")),
+        vec![MissingParameter]
+    );
+    assert_eq!(
+        codes(&format!("{base}&IpProtocol=tcp&Port=70000")),
+        vec![InvalidParameterValue]
+    );
+    assert_eq!(
+        codes(&format!("{base}&IpProtocol=tcp&Port=80&IcmpType=8")),
+        vec![InvalidParameterCombination]
+    );
+    assert_eq!(
+        codes(&format!("{base}&IpProtocol=icmp&IcmpType=300")),
+        vec![InvalidParameterValue]
+    );
+    assert_eq!(
+        codes("Action=ExplainPacket&InstanceId=i-1&SourceIp=x&IpProtocol=tcp&Port=1"),
+        vec![InvalidParameterValue]
+    );
+}

@@ -1,9 +1,10 @@
 //! The unit of mutation: what the store persists and the compiler translates to kernel ops.
 
 use super::{GrantId, Group, Instance, InstanceNum};
-use crate::model::{GroupDescription, GroupKey, InstanceSpec, IpPermission};
+use crate::model::{GroupDescription, GroupKey, InstanceId, InstanceSpec, IpPermission};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 
 /// One change to the desired state. Each carries what is needed to undo it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -21,11 +22,23 @@ pub enum Change {
         group: GroupKey,
         id: GrantId,
         permission: IpPermission,
+        shard: u32,
     },
     Revoke {
         group: GroupKey,
         id: GrantId,
         permission: IpPermission,
+        shard: u32,
+    },
+    /// Remote members joining a group: only addresses that were not members yet.
+    AddMembers {
+        group: GroupKey,
+        addresses: Vec<IpAddr>,
+    },
+    /// Remote members leaving a group: only addresses that were members.
+    RemoveMembers {
+        group: GroupKey,
+        addresses: Vec<IpAddr>,
     },
     RegisterInstance {
         num: InstanceNum,
@@ -33,6 +46,12 @@ pub enum Change {
     },
     /// Carries the instance so it can be registered again on undo.
     DeregisterInstance { instance: Instance },
+    /// Replaces an instance's groups in one step.
+    SetInstanceGroups {
+        id: InstanceId,
+        from: Vec<GroupKey>,
+        to: Vec<GroupKey>,
+    },
 }
 
 impl Change {
@@ -49,6 +68,7 @@ impl Change {
                     key: key.clone(),
                     description: description.clone(),
                     grants: BTreeMap::new(),
+                    remote: Default::default(),
                 },
             },
             Change::DeleteGroup { group } => Change::RestoreGroup {
@@ -61,19 +81,36 @@ impl Change {
                 group,
                 id,
                 permission,
+                shard,
             } => Change::Revoke {
                 group: group.clone(),
                 id: *id,
                 permission: permission.clone(),
+                shard: *shard,
             },
             Change::Revoke {
                 group,
                 id,
                 permission,
+                shard,
             } => Change::Grant {
                 group: group.clone(),
                 id: *id,
                 permission: permission.clone(),
+                shard: *shard,
+            },
+            Change::AddMembers { group, addresses } => Change::RemoveMembers {
+                group: group.clone(),
+                addresses: addresses.clone(),
+            },
+            Change::RemoveMembers { group, addresses } => Change::AddMembers {
+                group: group.clone(),
+                addresses: addresses.clone(),
+            },
+            Change::SetInstanceGroups { id, from, to } => Change::SetInstanceGroups {
+                id: id.clone(),
+                from: to.clone(),
+                to: from.clone(),
             },
             Change::RegisterInstance { num, spec } => Change::DeregisterInstance {
                 instance: Instance {

@@ -25,6 +25,19 @@ pub type GrantId = u32;
 /// Numeric id of one registration of an instance, used in kernel object names.
 pub type InstanceNum = u32;
 
+/// Most grants in one shard chain of a group: deleting a rule costs time proportional to
+/// the length of its chain, so no chain may grow past this.
+pub const SHARD_SIZE: u32 = 256;
+/// Highest shard number a store may hold (a group of 2^20 shards is already absurd).
+pub const MAX_SHARD: u32 = 1 << 20;
+
+/// One grant of a permission, and the shard chain of its group that holds its rule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Grant {
+    pub permission: IpPermission,
+    pub shard: u32,
+}
+
 /// A security group.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Group {
@@ -32,7 +45,9 @@ pub struct Group {
     pub key: GroupKey,
     pub description: GroupDescription,
     /// Grants in the order they were made.
-    pub grants: BTreeMap<GrantId, IpPermission>,
+    pub grants: BTreeMap<GrantId, Grant>,
+    /// Addresses of members that live on other hosts (AddGroupMembers).
+    pub remote: BTreeSet<IpAddr>,
 }
 
 /// A registered instance.
@@ -76,6 +91,8 @@ pub struct State {
     pair_refs: HashMap<GroupKey, BTreeMap<GroupKey, usize>>,
     /// Derived: group → (permission → grant), to find a grant by its values.
     grant_index: HashMap<GroupKey, HashMap<IpPermission, GrantId>>,
+    /// Derived: group → shard → number of grants in it, to place new grants.
+    shard_fill: HashMap<GroupKey, BTreeMap<u32, u32>>,
 }
 
 impl PartialEq for State {
@@ -102,19 +119,7 @@ impl State {
             ..State::default()
         };
         for g in groups {
-            let grants = g.grants.clone();
-            s.apply(&Change::CreateGroup {
-                key: g.key.clone(),
-                num: g.num,
-                description: g.description.clone(),
-            });
-            for (id, permission) in grants {
-                s.apply(&Change::Grant {
-                    group: g.key.clone(),
-                    id,
-                    permission,
-                });
-            }
+            s.apply(&Change::RestoreGroup { group: g });
         }
         for i in instances {
             for gk in &i.spec.groups {
@@ -128,8 +133,11 @@ impl State {
             });
         }
         for g in s.groups.values() {
-            for p in g.grants.values() {
-                if let IpPermission::GroupPair { source } = p
+            for gr in g.grants.values() {
+                if gr.shard > MAX_SHARD {
+                    return Err(format!("group {} has a grant in shard {}", g.key, gr.shard));
+                }
+                if let IpPermission::GroupPair { source } = &gr.permission
                     && !s.groups.contains_key(source)
                 {
                     return Err(format!(
@@ -168,15 +176,40 @@ impl State {
             .flatten()
             .filter_map(|id| self.instances.get(id))
     }
-    /// Whether `addr` belongs to a member of the group, i.e. is in its member set.
+    /// Whether `addr` belongs to a member of the group, local or remote, i.e. is in its
+    /// member set.
     pub fn is_member_address(&self, key: &GroupKey, addr: IpAddr) -> bool {
-        self.addresses
-            .get(&addr)
-            .and_then(|id| self.instances.get(id))
-            .is_some_and(|i| i.spec.groups.contains(key))
+        self.groups
+            .get(key)
+            .is_some_and(|g| g.remote.contains(&addr))
+            || self
+                .addresses
+                .get(&addr)
+                .and_then(|id| self.instances.get(id))
+                .is_some_and(|i| i.spec.groups.contains(key))
     }
     pub fn grant_count(&self) -> usize {
         self.groups.values().map(|g| g.grants.len()).sum()
+    }
+    pub fn remote_member_count(&self) -> usize {
+        self.groups.values().map(|g| g.remote.len()).sum()
+    }
+
+    /// The shard a new grant of the group goes to: the lowest one with room, so shards
+    /// stay full and few whatever the order of grants and revokes.
+    fn shard_for_new_grant(&self, group: &GroupKey) -> u32 {
+        let fill = self.shard_fill.get(group);
+        let mut candidate = 0;
+        for (shard, n) in fill.into_iter().flatten() {
+            if *shard > candidate {
+                break; // a gap: an empty shard
+            }
+            if *n < SHARD_SIZE {
+                return *shard;
+            }
+            candidate = shard + 1;
+        }
+        candidate
     }
 
     /// Validates an action against the state and returns the changes it makes and its
@@ -252,6 +285,7 @@ impl State {
                         group: group.clone(),
                         id: self.counters.next_grant,
                         permission: permission.clone(),
+                        shard: self.shard_for_new_grant(group),
                     }],
                     Reply::Done,
                 ))
@@ -268,11 +302,13 @@ impl State {
                         ),
                     )
                 })?;
+                let shard = self.groups[group].grants[&id].shard;
                 Ok((
                     vec![Change::Revoke {
                         group: group.clone(),
                         id,
                         permission: permission.clone(),
+                        shard,
                     }],
                     Reply::Done,
                 ))
@@ -296,12 +332,75 @@ impl State {
                         owner: g.key.owner.clone(),
                         name: g.key.name.clone(),
                         description: g.description.clone(),
-                        permissions: g.grants.values().cloned().collect(),
+                        permissions: g.grants.values().map(|gr| gr.permission.clone()).collect(),
                     })
                     .collect();
                 Ok((vec![], Reply::Groups(info)))
             }
             Action::RegisterInstance { instance } => self.plan_register(instance),
+            Action::AddGroupMembers { group, addresses } => {
+                let g = self.existing(group)?;
+                let mut new: Vec<IpAddr> = addresses
+                    .iter()
+                    .copied()
+                    .filter(|a| !g.remote.contains(a))
+                    .collect();
+                new.dedup();
+                let changes = if new.is_empty() {
+                    vec![]
+                } else {
+                    vec![Change::AddMembers {
+                        group: group.clone(),
+                        addresses: new,
+                    }]
+                };
+                Ok((changes, Reply::Done))
+            }
+            Action::RemoveGroupMembers { group, addresses } => {
+                let g = self.existing(group)?;
+                if let Some((i, a)) = addresses
+                    .iter()
+                    .enumerate()
+                    .find(|(_, a)| !g.remote.contains(a))
+                {
+                    return Err(ApiError::invalid(
+                        &format!("IpAddress.{}", i + 1),
+                        format!("{a} is not a remote member of group '{}'", group.name),
+                    ));
+                }
+                Ok((
+                    vec![Change::RemoveMembers {
+                        group: group.clone(),
+                        addresses: addresses.clone(),
+                    }],
+                    Reply::Done,
+                ))
+            }
+            Action::ModifyInstanceGroups { id, groups } => {
+                let inst = self.instances.get(id).ok_or_else(|| {
+                    ApiError::new(
+                        ErrorCode::InstanceNotFound,
+                        format!("The instance ID '{id}' is not registered"),
+                    )
+                })?;
+                for g in groups {
+                    self.existing(g)?;
+                }
+                if inst.spec.groups == *groups {
+                    return Ok((vec![], Reply::Done));
+                }
+                Ok((
+                    vec![Change::SetInstanceGroups {
+                        id: id.clone(),
+                        from: inst.spec.groups.clone(),
+                        to: groups.clone(),
+                    }],
+                    Reply::Done,
+                ))
+            }
+            Action::GetStatus | Action::ExplainPacket { .. } => Err(ApiError::internal(
+                "GetStatus and ExplainPacket are answered by the reconciler",
+            )),
             Action::DeregisterInstance { id } => {
                 let inst = self.instances.get(id).ok_or_else(|| {
                     ApiError::new(
@@ -394,20 +493,23 @@ impl State {
                         key: key.clone(),
                         description: description.clone(),
                         grants: BTreeMap::new(),
+                        remote: BTreeSet::new(),
                     },
                 );
                 self.grant_index.insert(key.clone(), HashMap::new());
             }
             Change::DeleteGroup { group } => {
-                for (id, p) in &group.grants {
+                for (id, gr) in &group.grants {
                     self.apply(&Change::Revoke {
                         group: group.key.clone(),
                         id: *id,
-                        permission: p.clone(),
+                        permission: gr.permission.clone(),
+                        shard: gr.shard,
                     });
                 }
                 self.groups.remove(&group.key);
                 self.grant_index.remove(&group.key);
+                self.shard_fill.remove(&group.key);
                 self.members.remove(&group.key);
             }
             Change::RestoreGroup { group } => {
@@ -416,25 +518,42 @@ impl State {
                     num: group.num,
                     description: group.description.clone(),
                 });
-                for (id, p) in &group.grants {
+                for (id, gr) in &group.grants {
                     self.apply(&Change::Grant {
                         group: group.key.clone(),
                         id: *id,
-                        permission: p.clone(),
+                        permission: gr.permission.clone(),
+                        shard: gr.shard,
                     });
+                }
+                if let Some(g) = self.groups.get_mut(&group.key) {
+                    g.remote = group.remote.clone();
                 }
             }
             Change::Grant {
                 group,
                 id,
                 permission,
+                shard,
             } => {
                 if let Some(g) = self.groups.get_mut(group) {
-                    g.grants.insert(*id, permission.clone());
+                    g.grants.insert(
+                        *id,
+                        Grant {
+                            permission: permission.clone(),
+                            shard: *shard,
+                        },
+                    );
                     self.grant_index
                         .entry(group.clone())
                         .or_default()
                         .insert(permission.clone(), *id);
+                    *self
+                        .shard_fill
+                        .entry(group.clone())
+                        .or_default()
+                        .entry(*shard)
+                        .or_default() += 1;
                     if let IpPermission::GroupPair { source } = permission {
                         *self
                             .pair_refs
@@ -449,12 +568,21 @@ impl State {
                 group,
                 id,
                 permission,
+                shard,
             } => {
                 if let Some(g) = self.groups.get_mut(group) {
                     g.grants.remove(id);
                 }
                 if let Some(ix) = self.grant_index.get_mut(group) {
                     ix.remove(permission);
+                }
+                if let Some(fill) = self.shard_fill.get_mut(group)
+                    && let Some(n) = fill.get_mut(shard)
+                {
+                    *n -= 1;
+                    if *n == 0 {
+                        fill.remove(shard);
+                    }
                 }
                 if let IpPermission::GroupPair { source } = permission
                     && let Some(users) = self.pair_refs.get_mut(source)
@@ -467,6 +595,18 @@ impl State {
                     }
                     if users.is_empty() {
                         self.pair_refs.remove(source);
+                    }
+                }
+            }
+            Change::AddMembers { group, addresses } => {
+                if let Some(g) = self.groups.get_mut(group) {
+                    g.remote.extend(addresses.iter().copied());
+                }
+            }
+            Change::RemoveMembers { group, addresses } => {
+                if let Some(g) = self.groups.get_mut(group) {
+                    for a in addresses {
+                        g.remote.remove(a);
                     }
                 }
             }
@@ -503,6 +643,22 @@ impl State {
                 }
                 self.instances.remove(&spec.id);
             }
+            Change::SetInstanceGroups { id, to, .. } => {
+                if let Some(inst) = self.instances.get_mut(id) {
+                    for g in &inst.spec.groups {
+                        if let Some(m) = self.members.get_mut(g) {
+                            m.remove(id);
+                        }
+                    }
+                    inst.spec.groups = to.clone();
+                    for g in to {
+                        self.members
+                            .entry(g.clone())
+                            .or_default()
+                            .insert(id.clone());
+                    }
+                }
+            }
         }
         self.bump_counters_for(change);
     }
@@ -519,9 +675,7 @@ impl State {
             }
             Change::Grant { id, .. } => c.next_grant = c.next_grant.max(id + 1),
             Change::RegisterInstance { num, .. } => c.next_instance = c.next_instance.max(num + 1),
-            Change::DeleteGroup { .. }
-            | Change::Revoke { .. }
-            | Change::DeregisterInstance { .. } => {}
+            _ => {}
         }
     }
 

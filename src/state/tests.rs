@@ -308,3 +308,130 @@ fn from_parts_rebuilds_indexes_and_counters() {
     let orphan = s.instances().cloned().collect::<Vec<_>>();
     assert!(State::from_parts(vec![], orphan, Counters::default()).is_err());
 }
+
+#[test]
+fn remote_members() {
+    let mut s = setup();
+    let a: std::net::IpAddr = "10.5.0.1".parse().unwrap();
+    ok(
+        &mut s,
+        "Action=AddGroupMembers&GroupName=web&IpAddress.1=10.5.0.1",
+    );
+    assert!(s.is_member_address(&key("web"), a));
+    // Adding again is a no-op; removing what is not a member is refused.
+    let (changes, _) = s
+        .plan(&action(
+            "Action=AddGroupMembers&GroupName=web&IpAddress.1=10.5.0.1",
+        ))
+        .unwrap();
+    assert!(changes.is_empty());
+    assert_eq!(
+        err(
+            &mut s,
+            "Action=RemoveGroupMembers&GroupName=web&IpAddress.1=10.5.0.2"
+        ),
+        ErrorCode::InvalidParameterValue
+    );
+    assert_eq!(
+        err(
+            &mut s,
+            "Action=AddGroupMembers&GroupName=nope&IpAddress.1=10.5.0.2"
+        ),
+        ErrorCode::GroupNotFound
+    );
+    // A local instance with the same address keeps it a member after the remote leaves.
+    ok(
+        &mut s,
+        "Action=RegisterInstance&InstanceId=i-1&Interface=tap1&IpAddress.1=10.5.0.1&GroupName.1=web",
+    );
+    ok(
+        &mut s,
+        "Action=RemoveGroupMembers&GroupName=web&IpAddress.1=10.5.0.1",
+    );
+    assert!(s.is_member_address(&key("web"), a));
+    ok(&mut s, "Action=DeregisterInstance&InstanceId=i-1");
+    assert!(!s.is_member_address(&key("web"), a));
+    // A group with remote members can be deleted; undo restores them.
+    ok(
+        &mut s,
+        "Action=AddGroupMembers&GroupName=web&IpAddress.1=10.5.0.1",
+    );
+    ok(&mut s, "Action=DeleteSecurityGroup&GroupName=web");
+}
+
+#[test]
+fn modify_instance_groups() {
+    let mut s = setup();
+    ok(
+        &mut s,
+        "Action=RegisterInstance&InstanceId=i-1&Interface=tap1&IpAddress.1=10.1.1.2&GroupName.1=web",
+    );
+    assert_eq!(
+        err(
+            &mut s,
+            "Action=ModifyInstanceGroups&InstanceId=i-9&GroupName.1=db"
+        ),
+        ErrorCode::InstanceNotFound
+    );
+    assert_eq!(
+        err(
+            &mut s,
+            "Action=ModifyInstanceGroups&InstanceId=i-1&GroupName.1=nope"
+        ),
+        ErrorCode::GroupNotFound
+    );
+    ok(
+        &mut s,
+        "Action=ModifyInstanceGroups&InstanceId=i-1&GroupName.1=db",
+    );
+    let ip = "10.1.1.2".parse().unwrap();
+    assert!(s.is_member_address(&key("db"), ip));
+    assert!(!s.is_member_address(&key("web"), ip));
+    ok(&mut s, "Action=DeleteSecurityGroup&GroupName=web");
+    assert_eq!(
+        err(&mut s, "Action=DeleteSecurityGroup&GroupName=db"),
+        ErrorCode::GroupInUse
+    );
+}
+
+#[test]
+fn grants_fill_shards_lowest_first() {
+    let mut s = setup();
+    let n = super::SHARD_SIZE + 3;
+    for p in 1..=n {
+        ok(
+            &mut s,
+            &format!(
+                "Action=AuthorizeSecurityGroupIngress&GroupName=web&IpProtocol=tcp&FromPort={p}&ToPort={p}&CidrIp=0.0.0.0/0"
+            ),
+        );
+    }
+    let shards = |s: &State| -> Vec<u32> {
+        s.group(&key("web"))
+            .unwrap()
+            .grants
+            .values()
+            .map(|g| g.shard)
+            .collect()
+    };
+    let sh = shards(&s);
+    assert_eq!(
+        sh.iter().filter(|x| **x == 0).count(),
+        super::SHARD_SIZE as usize
+    );
+    assert_eq!(sh.iter().filter(|x| **x == 1).count(), 3);
+    // A hole in shard 0 is filled before shard 1 grows.
+    ok(
+        &mut s,
+        "Action=RevokeSecurityGroupIngress&GroupName=web&IpProtocol=tcp&FromPort=5&ToPort=5&CidrIp=0.0.0.0/0",
+    );
+    ok(
+        &mut s,
+        "Action=AuthorizeSecurityGroupIngress&GroupName=web&IpProtocol=udp&FromPort=5&ToPort=5&CidrIp=0.0.0.0/0",
+    );
+    let gid = s.find_grant(&key("web"), &match action("Action=AuthorizeSecurityGroupIngress&GroupName=web&IpProtocol=udp&FromPort=5&ToPort=5&CidrIp=0.0.0.0/0") {
+        Action::AuthorizeSecurityGroupIngress { permission, .. } => permission,
+        _ => unreachable!(),
+    }).unwrap();
+    assert_eq!(s.group(&key("web")).unwrap().grants[&gid].shard, 0);
+}

@@ -116,6 +116,9 @@ fn contradiction(state: &State, change: &Change) -> Result<(), String> {
         IpPermission::Cidr { .. } => true,
     };
     match change {
+        Change::AddMembers { .. }
+        | Change::RemoveMembers { .. }
+        | Change::SetInstanceGroups { .. } => {}
         Change::CreateGroup { key, num, .. } => {
             if state.group(key).is_some() || group_num_used(*num) {
                 return Err(format!("group {key} or num {num} exists"));
@@ -125,8 +128,8 @@ fn contradiction(state: &State, change: &Change) -> Result<(), String> {
             if state.group(&group.key).is_some() || group_num_used(group.num) {
                 return Err(format!("group {} or num {} exists", group.key, group.num));
             }
-            for (id, p) in &group.grants {
-                if grant_id_used(*id) || !source_ok(p, &group.key) {
+            for (id, gr) in &group.grants {
+                if grant_id_used(*id) || !source_ok(&gr.permission, &group.key) {
                     return Err(format!("grant {id} exists or names a missing group"));
                 }
             }
@@ -143,9 +146,9 @@ fn contradiction(state: &State, change: &Change) -> Result<(), String> {
             }
             let named = state.groups().any(|g| {
                 g.key != group.key
-                    && g.grants.values().any(
-                        |p| matches!(p, IpPermission::GroupPair { source } if *source == group.key),
-                    )
+                    && g.grants.values().any(|gr| {
+                        matches!(&gr.permission, IpPermission::GroupPair { source } if *source == group.key)
+                    })
             });
             if named {
                 return Err(format!("a grant names group {}", group.key));
@@ -155,6 +158,7 @@ fn contradiction(state: &State, change: &Change) -> Result<(), String> {
             group,
             id,
             permission,
+            ..
         } => {
             if state.group(group).is_none()
                 || grant_id_used(*id)
@@ -170,8 +174,14 @@ fn contradiction(state: &State, change: &Change) -> Result<(), String> {
             group,
             id,
             permission,
+            ..
         } => {
-            if state.group(group).and_then(|g| g.grants.get(id)) != Some(permission) {
+            if state
+                .group(group)
+                .and_then(|g| g.grants.get(id))
+                .map(|g| &g.permission)
+                != Some(permission)
+            {
                 return Err(format!(
                     "grant {id} ({permission}) is not stored on {group}"
                 ));

@@ -97,6 +97,7 @@ fn read_groups(conn: &Connection) -> Result<Groups, Fault> {
             return Err(corrupt("groups", &at, "duplicate num"));
         }
         let group = Group {
+            remote: Default::default(),
             num,
             key: key.clone(),
             description,
@@ -149,7 +150,13 @@ fn read_grants(conn: &Connection, groups: &mut Groups) -> Result<Option<u32>, Fa
             )));
         }
         if let Some(group) = groups.by_key.get_mut(&key) {
-            group.grants.insert(grant_id, permission);
+            group.grants.insert(
+                grant_id,
+                crate::state::Grant {
+                    permission,
+                    shard: 0,
+                },
+            );
         }
         max = Some(grant_id);
         Ok(())

@@ -42,8 +42,8 @@ pub(super) fn apply(conn: &Connection, change: &Change) -> Result<(), Fault> {
                     description: group.description.clone(),
                 },
             )?;
-            for (id, permission) in &group.grants {
-                insert_grant(conn, group.num, *id, permission)?;
+            for (id, gr) in &group.grants {
+                insert_grant(conn, group.num, *id, &gr.permission)?;
             }
             Ok(())
         }
@@ -51,12 +51,20 @@ pub(super) fn apply(conn: &Connection, change: &Change) -> Result<(), Fault> {
             group,
             id,
             permission,
+            ..
         } => insert_grant(conn, group_num(conn, group)?, *id, permission),
         Change::Revoke {
             group,
             id,
             permission,
+            ..
         } => delete_grant(conn, group_num(conn, group)?, *id, permission),
+        Change::AddMembers { .. }
+        | Change::RemoveMembers { .. }
+        | Change::SetInstanceGroups { .. } => Err(Fault::Conflict(format!(
+            "{} is not supported by this store yet",
+            describe(change)
+        ))),
         Change::RegisterInstance { num, spec } => insert_instance(conn, *num, spec),
         Change::DeregisterInstance { instance } => delete_instance(conn, instance),
     }
@@ -93,11 +101,13 @@ pub(super) fn describe(change: &Change) -> String {
             group,
             id,
             permission,
+            ..
         } => format!("grant {id} ({permission}) on {group}"),
         Change::Revoke {
             group,
             id,
             permission,
+            ..
         } => format!("revoke grant {id} ({permission}) on {group}"),
         Change::RegisterInstance { num, spec } => {
             format!("register instance {} (num {num})", spec.id)
@@ -106,6 +116,7 @@ pub(super) fn describe(change: &Change) -> String {
             "deregister instance {} (num {})",
             instance.spec.id, instance.num
         ),
+        other => format!("{other:?}"),
     }
 }
 
@@ -169,8 +180,8 @@ fn delete_grant(
 }
 
 fn delete_group(conn: &Connection, group: &Group) -> Result<(), Fault> {
-    for (id, permission) in &group.grants {
-        delete_grant(conn, group.num, *id, permission)?;
+    for (id, gr) in &group.grants {
+        delete_grant(conn, group.num, *id, &gr.permission)?;
     }
     let n = conn
         .prepare_cached(

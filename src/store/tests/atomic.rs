@@ -140,6 +140,8 @@ fn contradictions_are_refused() {
             group: key(9, "ghost"),
             id: s.counters().next_grant,
             permission: tcp(1, 1, "10.0.0.0/8"),
+
+            shard: 0,
         },
         |s| Counters {
             next_grant: s.counters().next_grant + 5,
@@ -152,6 +154,8 @@ fn contradictions_are_refused() {
             group: key(1, "db"),
             id: *group(s, 1, "web").grants.keys().next().expect("grant"),
             permission: tcp(1, 1, "10.0.0.0/8"),
+
+            shard: 0,
         },
         counters_of,
     );
@@ -161,6 +165,8 @@ fn contradictions_are_refused() {
             group: key(1, "web"),
             id: s.counters().next_grant + 1,
             permission: tcp(80, 80, "0.0.0.0/0"),
+
+            shard: 0,
         },
         |s| Counters {
             next_grant: s.counters().next_grant + 5,
@@ -173,6 +179,8 @@ fn contradictions_are_refused() {
             group: key(1, "web"),
             id: s.counters().next_grant + 1,
             permission: pair(key(9, "ghost")),
+
+            shard: 0,
         },
         |s| Counters {
             next_grant: s.counters().next_grant + 5,
@@ -185,6 +193,8 @@ fn contradictions_are_refused() {
             group: key(1, "web"),
             id: 999,
             permission: tcp(80, 80, "0.0.0.0/0"),
+
+            shard: 0,
         },
         counters_of,
     );
@@ -196,6 +206,8 @@ fn contradictions_are_refused() {
                 group: key(1, "web"),
                 id,
                 permission: tcp(81, 81, "0.0.0.0/0"),
+
+                shard: 0,
             }
         },
         counters_of,
@@ -278,6 +290,8 @@ fn counters_must_not_go_back_nor_lag_behind_the_ids_written() {
             group: key(1, "db"),
             id: *group(s, 1, "db").grants.keys().next().expect("grant"),
             permission: pair(key(1, "web")),
+
+            shard: 0,
         },
         |s| Counters {
             next_grant: 1,
@@ -290,6 +304,8 @@ fn counters_must_not_go_back_nor_lag_behind_the_ids_written() {
             group: key(1, "db"),
             id: s.counters().next_grant + 50,
             permission: tcp(1, 1, "10.0.0.0/8"),
+
+            shard: 0,
         },
         |s| Counters {
             next_grant: s.counters().next_grant + 2,

@@ -131,7 +131,7 @@ fn action(state: &State, step: &Step) -> Option<Action> {
                 .flat_map(|g| g.grants.values().map(|p| (g.key.clone(), p.clone())))
                 .collect();
             let (g, p) = grants.get(i % grants.len().max(1))?.clone();
-            revoke(g, p)
+            revoke(g, p.permission)
         }
         Step::Register(i, addrs, groups) => {
             let addrs: Vec<&str> = addrs.iter().map(|a| ADDRESSES[*a]).collect();
