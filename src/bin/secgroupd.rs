@@ -3,7 +3,7 @@
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use secgroupd::compile::{compile, render::render};
+use secgroupd::compile::{Options, compile, render::render};
 use secgroupd::config::Config;
 use secgroupd::control::{ServeOptions, bind_control_socket, serve};
 use secgroupd::nft::netlink::NetlinkBackend;
@@ -58,7 +58,7 @@ fn run(cli: Cli) -> Result<()> {
     }
     if cli.print_plan {
         let state = SqliteStore::open(&config.state_dir)?.load()?;
-        print!("{}", render(&compile(&state, &config.table)));
+        print!("{}", render(&compile(&state, &Options::from_config(&config))));
         return Ok(());
     }
 
@@ -68,7 +68,8 @@ fn run(cli: Cli) -> Result<()> {
     let backend = NetlinkBackend::new().context("opening the netlink socket")?;
     // Blocks until the kernel table matches the persisted state: nothing is served
     // before enforcement is exactly what was acknowledged.
-    let reconciler = Reconciler::start(Box::new(store), Box::new(backend), &config.table)
+    let reconciler =
+        Reconciler::start(Box::new(store), Box::new(backend), Options::from_config(&config))
         .context("making the kernel table match the persisted state")?;
     info!(
         elapsed_ms = started.elapsed().as_millis() as u64,

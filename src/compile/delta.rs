@@ -1,11 +1,17 @@
 //! Incremental compile: applies state changes to a plan in place and remembers what each
 //! touched key held before, so the reconciler can turn the difference into kernel ops and
-//! undo it if the commit fails.
+//! undo it if the commit fails. Every change touches only the objects it concerns: a
+//! revoke touches its rule(s) and its live marks, whatever the size of the table.
 
-use super::build::{grant_rule, group_objects, instance_objects, member_elem};
-use super::plan::{ChainName, IpFamily, Key, Obj, Plan, RuleId, SetName};
-use crate::state::{Change, State};
-use std::collections::BTreeMap;
+use super::build::{
+    Entry, Options, grant_objects, group_objects, instance_objects, membership_objects,
+    shard_objects,
+};
+use super::plan::{ChainName, Elem, IpFamily, Key, Obj, Plan, RuleId, SetName};
+use crate::model::IpPermission;
+use crate::state::{Change, GrantId, Group, Instance, State};
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// The keys touched by a run of changes, with their values before the first change.
 #[derive(Debug, Default)]
@@ -34,9 +40,30 @@ impl Delta {
         self.before.entry(key).or_insert(old);
     }
 
-    fn put_all(&mut self, plan: &mut Plan, entries: impl IntoIterator<Item = (Key, Obj)>) {
+    fn put_all(&mut self, plan: &mut Plan, entries: impl IntoIterator<Item = Entry>) {
         for (k, v) in entries {
             self.put(plan, k, Some(v));
+        }
+    }
+
+    fn remove_all(&mut self, plan: &mut Plan, entries: impl IntoIterator<Item = Entry>) {
+        for (k, _) in entries {
+            self.put(plan, k, None);
+        }
+    }
+
+    /// Replaces one set of objects by another: keys only in `old` go.
+    fn replace(&mut self, plan: &mut Plan, old: Vec<Entry>, new: Vec<Entry>) {
+        let keep: BTreeSet<Key> = new.iter().map(|(k, _)| *k).collect();
+        self.remove_all(plan, old.into_iter().filter(|(k, _)| !keep.contains(k)));
+        self.put_all(plan, new);
+    }
+
+    /// Removes every key in `lo..=hi`.
+    fn remove_range(&mut self, plan: &mut Plan, lo: Key, hi: Key) {
+        let keys: Vec<Key> = plan.objs.range(lo..=hi).map(|(k, _)| *k).collect();
+        for k in keys {
+            self.put(plan, k, None);
         }
     }
 
@@ -54,15 +81,63 @@ impl Delta {
 
     /// Removes a set and every element in it.
     fn remove_set(&mut self, plan: &mut Plan, set: SetName) {
-        let elems: Vec<Key> = plan.elems(set).map(|e| Key::Elem(set, e)).collect();
+        let elems: Vec<Key> = plan.elems(set).map(|(e, _)| Key::Elem(set, e)).collect();
         for k in elems {
             self.put(plan, k, None);
         }
         self.put(plan, Key::Set(set), None);
     }
 
+    /// Puts (group, address) membership objects in line with the state.
+    fn membership(&mut self, plan: &mut Plan, o: &Options, state: &State, g: &Group, a: IpAddr) {
+        for (k, present) in membership_objects(o, state, g, a) {
+            self.put(plan, k, present.then_some(Obj::Elem));
+        }
+    }
+
+    /// Removes a grant's rules and live marks.
+    fn remove_grant(&mut self, plan: &mut Plan, o: &Options, num: u32, id: GrantId, shard: u32) {
+        let chain = ChainName::Shard(num, shard);
+        for part in 0..2 {
+            self.put(plan, Key::Rule(chain, RuleId::Grant(id, part)), None);
+        }
+        let mark = o.grant_mark(id);
+        self.put(plan, Key::Elem(SetName::Live, Elem::Mark(mark)), None);
+        let v4 = SetName::LivePairs(IpFamily::V4);
+        let v6 = SetName::LivePairs(IpFamily::V6);
+        self.remove_range(
+            plan,
+            Key::Elem(v4, Elem::MarkV4(mark, Ipv4Addr::UNSPECIFIED)),
+            Key::Elem(v4, Elem::MarkV4(mark, Ipv4Addr::BROADCAST)),
+        );
+        self.remove_range(
+            plan,
+            Key::Elem(v6, Elem::MarkV6(mark, Ipv6Addr::UNSPECIFIED)),
+            Key::Elem(v6, Elem::MarkV6(mark, Ipv6Addr::from(u128::MAX))),
+        );
+    }
+
+    fn add_grant(
+        &mut self,
+        plan: &mut Plan,
+        o: &Options,
+        state: &State,
+        g: &Group,
+        id: GrantId,
+        p: &IpPermission,
+        shard: u32,
+    ) {
+        if !plan
+            .objs
+            .contains_key(&Key::Chain(ChainName::Shard(g.num, shard)))
+        {
+            self.put_all(plan, shard_objects(g, shard));
+        }
+        self.put_all(plan, grant_objects(o, state, g, id, p, shard));
+    }
+
     /// Applies one change. `state` is the state *after* the change.
-    pub fn apply(&mut self, plan: &mut Plan, state: &State, change: &Change) {
+    pub fn apply(&mut self, plan: &mut Plan, o: &Options, state: &State, change: &Change) {
         match change {
             Change::CreateGroup { key, .. } => {
                 if let Some(g) = state.group(key) {
@@ -73,17 +148,24 @@ impl Delta {
                 if let Some(g) = state.group(&group.key) {
                     self.put_all(plan, group_objects(g));
                     for (id, gr) in &g.grants {
-                        self.put_all(plan, grant_rule(state, g, *id, &gr.permission));
+                        self.add_grant(plan, o, state, g, *id, &gr.permission, gr.shard);
                     }
-                    for a in &g.remote {
-                        self.put(plan, member_elem(g.num, *a), Some(Obj::Elem));
+                    for a in g.remote.clone() {
+                        self.membership(plan, o, state, g, a);
                     }
                 }
             }
             Change::DeleteGroup { group } => {
                 let n = group.num;
+                let mut shards = BTreeSet::new();
+                for (id, gr) in &group.grants {
+                    self.remove_grant(plan, o, n, *id, gr.shard);
+                    shards.insert(gr.shard);
+                }
+                for s in shards {
+                    self.remove_chain(plan, ChainName::Shard(n, s));
+                }
                 self.remove_chain(plan, ChainName::Group(n));
-                self.remove_chain(plan, ChainName::Source(n));
                 self.remove_set(plan, SetName::Members(IpFamily::V4, n));
                 self.remove_set(plan, SetName::Members(IpFamily::V6, n));
             }
@@ -91,87 +173,69 @@ impl Delta {
                 group,
                 id,
                 permission,
-                ..
+                shard,
             } => {
                 if let Some(g) = state.group(group) {
-                    self.put_all(plan, grant_rule(state, g, *id, permission));
+                    self.add_grant(plan, o, state, g, *id, permission, *shard);
                 }
             }
-            Change::Revoke { group, id, .. } => {
+            Change::Revoke {
+                group, id, shard, ..
+            } => {
                 if let Some(g) = state.group(group) {
-                    self.put(
-                        plan,
-                        Key::Rule(ChainName::Group(g.num), RuleId::Grant(*id)),
-                        None,
-                    );
+                    self.remove_grant(plan, o, g.num, *id, *shard);
+                    if state.shard_len(group, *shard) == 0 {
+                        self.remove_chain(plan, ChainName::Shard(g.num, *shard));
+                        let jump = Key::Rule(ChainName::Group(g.num), RuleId::JumpShard(*shard));
+                        self.put(plan, jump, None);
+                    }
+                }
+            }
+            Change::AddMembers { group, addresses } | Change::RemoveMembers { group, addresses } => {
+                if let Some(g) = state.group(group) {
+                    for a in addresses {
+                        self.membership(plan, o, state, g, *a);
+                    }
                 }
             }
             Change::RegisterInstance { spec, .. } => {
                 if let Some(i) = state.instance(&spec.id) {
-                    self.put_all(plan, instance_objects(state, i));
-                }
-                for gk in &spec.groups {
-                    if let Some(g) = state.group(gk) {
-                        for a in &spec.addresses {
-                            self.put(plan, member_elem(g.num, *a), Some(Obj::Elem));
-                        }
-                    }
-                }
-            }
-            Change::AddMembers { group, addresses } => {
-                if let Some(g) = state.group(group) {
-                    for a in addresses {
-                        self.put(plan, member_elem(g.num, *a), Some(Obj::Elem));
-                    }
-                }
-            }
-            Change::RemoveMembers { group, addresses } => {
-                if let Some(g) = state.group(group) {
-                    for a in addresses {
-                        if !state.is_member_address(group, *a) {
-                            self.put(plan, member_elem(g.num, *a), None);
-                        }
-                    }
-                }
-            }
-            Change::SetInstanceGroups { id, from, to } => {
-                if let Some(i) = state.instance(id) {
-                    // The instance chain's jumps: drop the old, add the new, in one batch.
-                    let stale: Vec<Key> = plan
-                        .rules(ChainName::Instance(i.num))
-                        .map(|r| Key::Rule(r.chain, r.id))
-                        .collect();
-                    for k in stale {
-                        self.put(plan, k, None);
-                    }
-                    self.put_all(plan, instance_objects(state, i));
-                    for gk in from.iter().chain(to) {
-                        if let Some(g) = state.group(gk) {
-                            for a in &i.spec.addresses {
-                                let key = member_elem(g.num, *a);
-                                let member = state.is_member_address(gk, *a);
-                                self.put(plan, key, member.then_some(Obj::Elem));
-                            }
-                        }
-                    }
+                    self.put_all(plan, instance_objects(o, state, i));
+                    self.memberships_of(plan, o, state, i, &[]);
                 }
             }
             Change::DeregisterInstance { instance } => {
-                let n = instance.num;
-                self.remove_chain(plan, ChainName::Instance(n));
-                self.put(
-                    plan,
-                    Key::Rule(ChainName::Dispatch, RuleId::Dispatch(n)),
-                    None,
-                );
-                for gk in &instance.spec.groups {
-                    if let Some(g) = state.group(gk) {
-                        for a in &instance.spec.addresses {
-                            if !state.is_member_address(gk, *a) {
-                                self.put(plan, member_elem(g.num, *a), None);
-                            }
-                        }
-                    }
+                self.remove_all(plan, instance_objects(o, state, instance));
+                self.memberships_of(plan, o, state, instance, &[]);
+            }
+            Change::SetInstanceGroups { id, from, .. } => {
+                if let Some(i) = state.instance(id) {
+                    let mut old = i.clone();
+                    old.spec.groups = from.clone();
+                    self.replace(
+                        plan,
+                        instance_objects(o, state, &old),
+                        instance_objects(o, state, i),
+                    );
+                    self.memberships_of(plan, o, state, i, from);
+                }
+            }
+        }
+    }
+
+    /// Membership objects of an instance's addresses in its groups and in `also`.
+    fn memberships_of(
+        &mut self,
+        plan: &mut Plan,
+        o: &Options,
+        state: &State,
+        i: &Instance,
+        also: &[crate::model::GroupKey],
+    ) {
+        for gk in i.spec.groups.iter().chain(also) {
+            if let Some(g) = state.group(gk) {
+                for a in &i.spec.addresses {
+                    self.membership(plan, o, state, g, *a);
                 }
             }
         }

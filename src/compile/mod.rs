@@ -6,43 +6,47 @@
 
 pub mod build;
 mod delta;
+pub mod explain;
 pub mod plan;
 pub mod render;
 #[cfg(test)]
 mod tests;
 
+pub use build::Options;
 pub use delta::Delta;
 pub use plan::Plan;
 
 use crate::state::State;
-use build::{base_objects, grant_rule, group_objects, instance_objects, member_elem};
+use build::{
+    base_objects, grant_objects, group_objects, instance_objects, member_addresses,
+    member_elem, shard_objects,
+};
 use plan::Obj;
+use std::collections::BTreeSet;
 
 /// The whole plan for a state.
-pub fn compile(state: &State, table: &str) -> Plan {
+pub fn compile(state: &State, o: &Options) -> Plan {
     let mut plan = Plan {
-        table: table.to_string(),
+        table: o.table.clone(),
         ..Plan::default()
     };
-    plan.objs.extend(base_objects());
+    plan.objs.extend(base_objects(o));
     for g in state.groups() {
         plan.objs.extend(group_objects(g));
-        for (id, gr) in &g.grants {
-            plan.objs.extend(grant_rule(state, g, *id, &gr.permission));
+        let shards: BTreeSet<u32> = g.grants.values().map(|gr| gr.shard).collect();
+        for s in shards {
+            plan.objs.extend(shard_objects(g, s));
         }
-        for a in &g.remote {
-            plan.objs.insert(member_elem(g.num, *a), Obj::Elem);
+        for (id, gr) in &g.grants {
+            plan.objs
+                .extend(grant_objects(o, state, g, *id, &gr.permission, gr.shard));
+        }
+        for a in member_addresses(state, &g.key) {
+            plan.objs.insert(member_elem(g.num, a), Obj::Elem);
         }
     }
     for i in state.instances() {
-        plan.objs.extend(instance_objects(state, i));
-        for gk in &i.spec.groups {
-            if let Some(g) = state.group(gk) {
-                for a in &i.spec.addresses {
-                    plan.objs.insert(member_elem(g.num, *a), Obj::Elem);
-                }
-            }
-        }
+        plan.objs.extend(instance_objects(o, state, i));
     }
     plan
 }

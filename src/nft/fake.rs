@@ -6,7 +6,8 @@
 use super::{
     Backend, Committed, KernelChain, KernelRule, KernelSet, KernelTable, NftError, Op, Position,
 };
-use crate::compile::plan::{Match, Verdict};
+use crate::compile::plan::{Family, Match, Verdict};
+use std::collections::BTreeMap;
 use std::io;
 use std::sync::{Arc, Mutex};
 
@@ -31,7 +32,8 @@ struct FakeSet {
     name: String,
     key_type: u32,
     key_len: u32,
-    elems: Vec<Vec<u8>>,
+    verdict_map: bool,
+    elems: Vec<(Vec<u8>, Option<String>)>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -45,7 +47,7 @@ struct Table {
 /// The shared fake kernel state.
 #[derive(Debug, Default)]
 pub struct FakeKernel {
-    table: Table,
+    tables: BTreeMap<Family, Table>,
     genid: u32,
     /// Number of batches committed.
     pub commits: usize,
@@ -53,6 +55,15 @@ pub struct FakeKernel {
     pub history: Vec<Vec<Op>>,
     /// If set, the next commit fails with this errno at op 0.
     pub fail_next: Option<i32>,
+}
+
+impl FakeKernel {
+    fn inet(&self) -> &Table {
+        static EMPTY: std::sync::OnceLock<Table> = std::sync::OnceLock::new();
+        self.tables
+            .get(&Family::Inet)
+            .unwrap_or_else(|| EMPTY.get_or_init(Table::default))
+    }
 }
 
 /// A `Backend` over a shared [`FakeKernel`]; clone it to inspect the kernel in tests.
@@ -78,6 +89,11 @@ impl Table {
             .iter()
             .flat_map(|c| &c.rules)
             .any(|r| r.jumps_to.as_deref() == Some(name))
+            || self
+                .sets
+                .iter()
+                .flat_map(|s| &s.elems)
+                .any(|(_, to)| to.as_deref() == Some(name))
     }
     fn referenced_set(&self, name: &str) -> bool {
         self.chains
@@ -107,12 +123,12 @@ impl Table {
     }
 
     fn apply(&mut self, op: &Op, handles: &mut Vec<u64>) -> Result<(), i32> {
-        if !self.exists && !matches!(op, Op::AddTable) {
+        if !self.exists && !matches!(op, Op::AddTable(_)) {
             return Err(libc::ENOENT);
         }
         match op {
-            Op::AddTable => self.exists = true,
-            Op::DelTable => {
+            Op::AddTable(_) => self.exists = true,
+            Op::DelTable(_) => {
                 *self = Table {
                     next_handle: self.next_handle,
                     ..Table::default()
@@ -121,13 +137,7 @@ impl Table {
             Op::AddChain(c) => {
                 let name = c.name.to_string();
                 if self.chain(&name).is_none() {
-                    let hook = c.base.map(|b| {
-                        let h = match b.hook {
-                            crate::compile::plan::Hook::Forward => 2,
-                            crate::compile::plan::Hook::Output => 3,
-                        };
-                        (h, b.priority, 1)
-                    });
+                    let hook = c.base.map(|b| (b.hook.number(), b.priority, 1));
                     self.chains.push(FakeChain {
                         name,
                         hook,
@@ -136,7 +146,7 @@ impl Table {
                 }
             }
             Op::DelChain(c) => self.del_chain(&c.to_string())?,
-            Op::DelForeignChain(name) => self.del_chain(name)?,
+            Op::DelForeignChain(_, name) => self.del_chain(name)?,
             Op::AddSet(s) => {
                 let name = s.name.to_string();
                 if !self.sets.iter().any(|x| x.name == name) {
@@ -144,23 +154,41 @@ impl Table {
                         name,
                         key_type: s.key.nft_type(),
                         key_len: s.key.key_len(),
+                        verdict_map: s.name.is_verdict_map(),
                         elems: vec![],
                     });
                 }
             }
             Op::DelSet(s) => self.del_set(&s.to_string())?,
-            Op::DelForeignSet(name) => self.del_set(name)?,
+            Op::DelForeignSet(_, name) => self.del_set(name)?,
             Op::AddElems(s, elems) => {
                 let name = s.to_string();
+                let targets: Vec<String> = self.chains.iter().map(|c| c.name.clone()).collect();
                 let set = self
                     .sets
                     .iter_mut()
                     .find(|x| x.name == name)
                     .ok_or(libc::ENOENT)?;
-                for e in elems {
+                for (e, to) in elems {
+                    if to.is_some() != set.verdict_map {
+                        return Err(libc::EINVAL);
+                    }
+                    if let Some(t) = to
+                        && !targets.contains(&t.to_string())
+                    {
+                        return Err(libc::ENOENT);
+                    }
                     let k = e.key_bytes();
-                    if !set.elems.contains(&k) {
-                        set.elems.push(k);
+                    if k.len() as u32 != set.key_len {
+                        return Err(libc::EINVAL);
+                    }
+                    match set.elems.iter().find(|(x, _)| *x == k) {
+                        // The kernel refuses to change an element's data in place.
+                        Some((_, old)) if *old != to.map(|c| c.to_string()) => {
+                            return Err(libc::EEXIST);
+                        }
+                        Some(_) => {}
+                        None => set.elems.push((k, to.map(|c| c.to_string()))),
                     }
                 }
             }
@@ -173,7 +201,11 @@ impl Table {
                     .ok_or(libc::ENOENT)?;
                 for e in elems {
                     let k = e.key_bytes();
-                    let i = set.elems.iter().position(|x| *x == k).ok_or(libc::ENOENT)?;
+                    let i = set
+                        .elems
+                        .iter()
+                        .position(|(x, _)| *x == k)
+                        .ok_or(libc::ENOENT)?;
                     set.elems.remove(i);
                 }
             }
@@ -225,7 +257,7 @@ impl Table {
             Op::DelRule { chain, handle } => {
                 self.del_rule(&chain.to_string(), *handle)?;
             }
-            Op::DelForeignRule { chain, handle } => self.del_rule(chain, *handle)?,
+            Op::DelForeignRule { chain, handle, .. } => self.del_rule(chain, *handle)?,
         }
         Ok(())
     }
@@ -250,7 +282,7 @@ impl FakeBackend {
     /// `(handle, comment)` of the rules of a chain, in order.
     pub fn rules(&self, chain: &str) -> Vec<(u64, String)> {
         let k = self.kernel.lock().expect("fake kernel lock");
-        k.table
+        k.inet()
             .chains
             .iter()
             .find(|c| c.name == chain)
@@ -267,9 +299,9 @@ impl FakeBackend {
     pub fn all_handles(&self) -> Vec<u64> {
         let k = self.kernel.lock().expect("fake kernel lock");
         let mut v: Vec<u64> = k
-            .table
-            .chains
-            .iter()
+            .tables
+            .values()
+            .flat_map(|t| &t.chains)
             .flat_map(|c| c.rules.iter().map(|r| r.handle))
             .collect();
         v.sort_unstable();
@@ -281,7 +313,7 @@ impl FakeBackend {
         let mut k = self.kernel.lock().expect("fake kernel lock");
         let mut handles = vec![];
         for op in ops {
-            let _ = k.table.apply(op, &mut handles);
+            let _ = k.tables.entry(op.family()).or_default().apply(op, &mut handles);
         }
         k.genid += 1;
     }
@@ -289,9 +321,10 @@ impl FakeBackend {
     /// Simulates a foreign rule added to one of secgroupd's chains.
     pub fn add_foreign_rule(&self, chain: &str, comment: Option<&str>) {
         let mut k = self.kernel.lock().expect("fake kernel lock");
-        k.table.next_handle += 1;
-        let handle = k.table.next_handle;
-        if let Some(c) = k.table.chain(chain) {
+        let t = k.tables.entry(Family::Inet).or_default();
+        t.next_handle += 1;
+        let handle = t.next_handle;
+        if let Some(c) = t.chain(chain) {
             c.rules.push(FakeRule {
                 handle,
                 comment: comment.map(str::to_string),
@@ -305,27 +338,29 @@ impl FakeBackend {
     /// Simulates `nft delete rule ... handle H` by another program.
     pub fn delete_rule(&self, chain: &str, handle: u64) {
         let mut k = self.kernel.lock().expect("fake kernel lock");
-        let _ = k.table.del_rule(chain, handle);
+        let _ = k.tables.entry(Family::Inet).or_default().del_rule(chain, handle);
         k.genid += 1;
     }
 
-    /// Element keys of a set.
+    /// Element keys of a set of the inet table.
     pub fn elems(&self, set: &str) -> Vec<Vec<u8>> {
         let k = self.kernel.lock().expect("fake kernel lock");
-        k.table
+        k.inet()
             .sets
             .iter()
             .find(|s| s.name == set)
-            .map(|s| s.elems.clone())
+            .map(|s| s.elems.iter().map(|(e, _)| e.clone()).collect())
             .unwrap_or_default()
     }
 }
 
 impl Backend for FakeBackend {
-    fn dump(&mut self, _table: &str) -> Result<KernelTable, NftError> {
+    fn dump(&mut self, _table: &str, family: Family) -> Result<KernelTable, NftError> {
         let k = self.kernel.lock().expect("fake kernel lock");
-        let t = &k.table;
+        let empty = Table::default();
+        let t = k.tables.get(&family).unwrap_or(&empty);
         Ok(KernelTable {
+            family,
             genid: k.genid,
             exists: t.exists,
             chains: t
@@ -351,6 +386,7 @@ impl Backend for FakeBackend {
                     name: s.name.clone(),
                     key_type: s.key_type,
                     key_len: s.key_len,
+                    verdict_map: s.verdict_map,
                     elems: s.elems.clone(),
                 })
                 .collect(),
@@ -370,12 +406,16 @@ impl Backend for FakeBackend {
         if genid.is_some_and(|g| g != k.genid) {
             return Err(NftError::GenerationChanged);
         }
-        let mut table = k.table.clone();
+        let mut tables = k.tables.clone();
         let mut handles = Vec::new();
         for (i, op) in ops.iter().enumerate() {
-            table.apply(op, &mut handles).map_err(|e| err(i, op, e))?;
+            tables
+                .entry(op.family())
+                .or_default()
+                .apply(op, &mut handles)
+                .map_err(|e| err(i, op, e))?;
         }
-        k.table = table;
+        k.tables = tables;
         k.genid += 1;
         k.commits += 1;
         k.history.push(ops.to_vec());

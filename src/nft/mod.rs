@@ -4,7 +4,7 @@
 pub mod fake;
 pub mod netlink;
 
-use crate::compile::plan::{ChainName, ChainSpec, Elem, RuleSpec, SetName, SetSpec};
+use crate::compile::plan::{ChainName, ChainSpec, Elem, Family, RuleSpec, SetName, SetSpec};
 
 /// Where a new rule goes in its chain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -16,18 +16,21 @@ pub enum Position {
 }
 
 /// One message of a batch. A batch is applied by the kernel atomically, in order.
+/// Chains and sets belong to the table of their family ([`ChainName::family`],
+/// [`SetName::family`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Op {
-    /// Create the table (family inet) if it does not exist.
-    AddTable,
-    /// Delete the table with everything in it.
-    DelTable,
+    /// Create the table of this family if it does not exist.
+    AddTable(Family),
+    /// Delete the table of this family with everything in it.
+    DelTable(Family),
     AddChain(ChainSpec),
     /// Delete an (empty, unreferenced) chain.
     DelChain(ChainName),
     AddSet(SetSpec),
     DelSet(SetName),
-    AddElems(SetName, Vec<Elem>),
+    /// Add elements; for a verdict map each carries `Some(chain)`: `key : jump chain`.
+    AddElems(SetName, Vec<(Elem, Option<ChainName>)>),
     DelElems(SetName, Vec<Elem>),
     AddRule(RuleSpec, Position),
     DelRule {
@@ -36,13 +39,32 @@ pub enum Op {
     },
     /// Delete a rule of a chain secgroupd does not know by name (drift repair).
     DelForeignRule {
+        family: Family,
         chain: String,
         handle: u64,
     },
     /// Delete a chain secgroupd does not know by name, with its rules (drift repair).
-    DelForeignChain(String),
+    DelForeignChain(Family, String),
     /// Delete a set secgroupd does not know by name (drift repair).
-    DelForeignSet(String),
+    DelForeignSet(Family, String),
+}
+
+impl Op {
+    /// The family of the table the op concerns.
+    pub fn family(&self) -> Family {
+        match self {
+            Op::AddTable(f) | Op::DelTable(f) => *f,
+            Op::AddChain(c) => c.name.family(),
+            Op::DelChain(c) => c.family(),
+            Op::AddSet(s) => s.name.family(),
+            Op::DelSet(s) | Op::AddElems(s, _) | Op::DelElems(s, _) => s.family(),
+            Op::AddRule(r, _) => r.chain.family(),
+            Op::DelRule { chain, .. } => chain.family(),
+            Op::DelForeignRule { family, .. }
+            | Op::DelForeignChain(family, _)
+            | Op::DelForeignSet(family, _) => *family,
+        }
+    }
 }
 
 /// A rule as read back from the kernel.
@@ -64,19 +86,23 @@ pub struct KernelChain {
     pub rules: Vec<KernelRule>,
 }
 
-/// A set as read back from the kernel.
+/// A set or map as read back from the kernel.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KernelSet {
     pub name: String,
     pub key_type: u32,
     pub key_len: u32,
-    /// Element keys as raw bytes (network order).
-    pub elems: Vec<Vec<u8>>,
+    /// Whether it is a verdict map (`NFT_SET_MAP` with data type verdict).
+    pub verdict_map: bool,
+    /// Element keys as raw bytes, with the chain a verdict map element jumps to (`None`
+    /// for plain sets, and for map elements whose verdict is not a jump).
+    pub elems: Vec<(Vec<u8>, Option<String>)>,
 }
 
-/// secgroupd's table as the kernel has it.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+/// One of secgroupd's tables as the kernel has it.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KernelTable {
+    pub family: Family,
     /// Ruleset generation at the time of the dump (`NFT_MSG_GETGEN`).
     pub genid: u32,
     pub exists: bool,
@@ -91,7 +117,9 @@ pub struct Committed {
     pub handles: Vec<u64>,
 }
 
-/// Why a batch did not commit. In every case the kernel rolled the whole batch back.
+/// Why a batch did not commit. For `GenerationChanged` and `Rejected` the kernel rolled
+/// the whole batch back; after `Io` or `Protocol` errors the outcome is unknown (the
+/// batch may have committed): the caller must read the kernel again.
 #[derive(Debug, thiserror::Error)]
 pub enum NftError {
     /// The ruleset changed since the generation the batch was built against (ERESTART).
@@ -113,9 +141,9 @@ pub enum NftError {
 
 /// A kernel backend. Calls block; the reconciler runs them on a thread of their own.
 pub trait Backend: Send {
-    /// Reads the whole table (chains with rule handles and comments, sets with elements)
-    /// and the ruleset generation.
-    fn dump(&mut self, table: &str) -> Result<KernelTable, NftError>;
+    /// Reads the whole table of one family (chains with rule handles and comments, sets
+    /// with elements) and the ruleset generation.
+    fn dump(&mut self, table: &str, family: Family) -> Result<KernelTable, NftError>;
 
     /// Sends `ops` as one batch and waits until it is committed or refused. With
     /// `genid`, the batch only commits if the ruleset generation is still `genid`.

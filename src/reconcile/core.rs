@@ -6,9 +6,11 @@
 use super::ops::{Diff, batch_for};
 use super::sync::sync_plan;
 use super::view::KernelView;
-use crate::compile::{Delta, Plan, compile};
-use crate::model::{Action, ApiError, ApiErrors, Reply};
-use crate::nft::{Backend, NftError};
+use crate::compile::explain::{explain, overlaps};
+use crate::compile::plan::Family;
+use crate::compile::{Delta, Options, Plan, compile};
+use crate::model::{Action, ApiError, ApiErrors, ErrorCode, Reply, StatusInfo};
+use crate::nft::{Backend, KernelTable, NftError};
 use crate::state::{Change, State};
 use crate::store::{Store, StoreError};
 use std::time::{Duration, Instant};
@@ -45,7 +47,7 @@ pub struct Reconciler {
     view: KernelView,
     store: Box<dyn Store>,
     backend: Box<dyn Backend>,
-    table: String,
+    options: Options,
     pub last: CommitStats,
 }
 
@@ -55,17 +57,17 @@ impl Reconciler {
     pub fn start(
         mut store: Box<dyn Store>,
         backend: Box<dyn Backend>,
-        table: &str,
+        options: Options,
     ) -> Result<Self, ReconcileError> {
         let state = store.load()?;
-        let plan = compile(&state, table);
+        let plan = compile(&state, &options);
         let mut r = Reconciler {
             state,
             plan,
             view: KernelView::default(),
             store,
             backend,
-            table: table.to_string(),
+            options,
             last: CommitStats::default(),
         };
         r.sync()?;
@@ -75,7 +77,7 @@ impl Reconciler {
             instances = r.state.instances().count(),
             rules = r.view.len(),
             "kernel table {} matches the persisted state",
-            r.table
+            r.options.table
         );
         Ok(r)
     }
@@ -87,32 +89,83 @@ impl Reconciler {
         &self.plan
     }
 
+    fn dump_all(&mut self) -> Result<Vec<KernelTable>, NftError> {
+        let t = self.options.table.clone();
+        Ok(vec![
+            self.backend.dump(&t, Family::Inet)?,
+            self.backend.dump(&t, Family::Bridge)?,
+        ])
+    }
+
+    /// The figures GetStatus reports.
+    pub fn status(&self) -> StatusInfo {
+        StatusInfo {
+            generation: self.last.generation,
+            groups: self.state.groups().count(),
+            permissions: self.state.grant_count(),
+            instances: self.state.instances().count(),
+            remote_members: self.state.remote_member_count(),
+            rules: self.plan.rule_count(),
+            set_elements: self.plan.elem_count(),
+            last_commit_actions: self.last.actions,
+            last_commit_ops: self.last.ops,
+            last_commit_micros: (self.last.store_latency + self.last.kernel_latency).as_micros()
+                as u64,
+            last_store_micros: self.last.store_latency.as_micros() as u64,
+            last_kernel_micros: self.last.kernel_latency.as_micros() as u64,
+            table: self.options.table.clone(),
+            mode: self.options.mode.as_str().to_string(),
+            established_on_revoke: self.options.established.as_str().to_string(),
+        }
+    }
+
+    /// Answers the actions that read the reconciler's own data rather than the state.
+    fn answer_locally(&self, action: &Action) -> Option<Result<Reply, ApiErrors>> {
+        match action {
+            Action::GetStatus => Some(Ok(Reply::Status(self.status()))),
+            Action::ExplainPacket { probe } => Some(
+                explain(&self.plan, &self.state, probe)
+                    .map(Reply::Explained)
+                    .ok_or_else(|| {
+                        ApiError::new(
+                            ErrorCode::InstanceNotFound,
+                            format!("The instance ID '{}' is not registered", probe.instance),
+                        )
+                        .into()
+                    }),
+            ),
+            _ => None,
+        }
+    }
+
     /// Reads the kernel table, repairs every difference with the plan in one batch, and
     /// rebuilds the handle view from a second read that must show no difference.
     pub fn sync(&mut self) -> Result<Vec<String>, ReconcileError> {
         let mut all_repairs = Vec::new();
         for attempt in 1..=MAX_ATTEMPTS {
-            let kernel = self.backend.dump(&self.table)?;
+            let kernel = self.dump_all()?;
+            let genid = kernel[0].genid.max(kernel[1].genid);
             let sp = sync_plan(&kernel, &self.plan);
-            if sp.batch.ops.is_empty() {
+            if sp.batch.ops.is_empty() && kernel[0].genid == kernel[1].genid {
                 self.view.clear();
                 for (c, id, h) in sp.kept {
                     self.view.set(c, id, h);
                 }
-                self.view.genid = Some(kernel.genid);
+                self.view.genid = Some(genid);
                 return Ok(all_repairs);
+            }
+            if sp.batch.ops.is_empty() {
+                continue; // the ruleset changed between the two dumps: read again
             }
             if attempt == MAX_ATTEMPTS {
                 return Err(ReconcileError::Mismatch(sp.repairs.join("; ")));
             }
             for r in &sp.repairs {
-                warn!(table = %self.table, "repair: {r}");
+                warn!(table = %self.options.table, "repair: {r}");
             }
             all_repairs.extend(sp.repairs);
-            match self
-                .backend
-                .commit(&self.table, &sp.batch.ops, Some(kernel.genid))
-            {
+            let table = self.options.table.clone();
+            match self.backend.commit(&table, &sp.batch.ops, Some(genid)) {
                 Ok(_) | Err(NftError::GenerationChanged) => continue,
                 Err(e) => return Err(e.into()),
             }
@@ -128,13 +181,33 @@ impl Reconciler {
         let mut mutating = Vec::new();
         let mut delta = Delta::new();
         for (i, action) in actions.iter().enumerate() {
+            if let Some(answer) = self.answer_locally(action) {
+                results.push(answer);
+                continue;
+            }
             match self.state.plan(action) {
                 Err(e) => results.push(Err(ApiErrors::from(e))),
                 Ok((chs, reply)) => {
                     for c in &chs {
                         self.state.apply(c);
-                        delta.apply(&mut self.plan, &self.state, c);
+                        delta.apply(&mut self.plan, &self.options, &self.state, c);
                     }
+                    let reply = match action {
+                        Action::RevokeSecurityGroupIngress { group, permission } => {
+                            let overlaps = overlaps(&self.state, group, permission);
+                            for o in &overlaps {
+                                warn!(
+                                    group = %group,
+                                    "revoked '{permission}', but it is still {} admitted by {}: {}",
+                                    if o.full { "fully" } else { "partly" },
+                                    o.group,
+                                    o.permission
+                                );
+                            }
+                            Reply::Revoked { overlaps }
+                        }
+                        _ => reply,
+                    };
                     if !chs.is_empty() {
                         mutating.push(i);
                     }
@@ -214,10 +287,8 @@ impl Reconciler {
         if batch.ops.is_empty() {
             return Ok(0);
         }
-        match self
-            .backend
-            .commit(&self.table, &batch.ops, self.view.genid)
-        {
+        let table = self.options.table.clone();
+        match self.backend.commit(&table, &batch.ops, self.view.genid) {
             Ok(done) => {
                 for (c, id) in &batch.deleted {
                     self.view.forget(*c, *id);

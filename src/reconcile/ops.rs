@@ -43,10 +43,11 @@ pub fn batch_for<'a>(
 ) -> Result<Batch, MissingHandle> {
     let mut add_chains = Vec::new();
     let mut add_sets = Vec::new();
-    let mut add_elems: BTreeMap<SetName, Vec<Elem>> = BTreeMap::new();
+    let mut add_elems: BTreeMap<SetName, Vec<(Elem, Option<ChainName>)>> = BTreeMap::new();
     let mut add_rules: BTreeMap<ChainName, Vec<&RuleSpec>> = BTreeMap::new();
     let mut del_rules = Vec::new();
     let mut del_elems: BTreeMap<SetName, Vec<Elem>> = BTreeMap::new();
+    let mut replace_elems: BTreeMap<SetName, Vec<Elem>> = BTreeMap::new();
     let mut del_chains = Vec::new();
     let mut del_sets = Vec::new();
 
@@ -56,7 +57,18 @@ pub fn batch_for<'a>(
             (Key::Chain(c), Some(_), None) => del_chains.push(Op::DelChain(c)),
             (Key::Set(_), _, Some(Obj::Set(s))) => add_sets.push(Op::AddSet(*s)),
             (Key::Set(s), Some(_), None) => del_sets.push(Op::DelSet(s)),
-            (Key::Elem(s, e), None, Some(_)) => add_elems.entry(s).or_default().push(e),
+            (Key::Elem(s, e), before, Some(after)) => {
+                // A map element whose target changed is deleted and added again (the
+                // delete goes first: both are in the same atomic batch).
+                if before.is_some() {
+                    replace_elems.entry(s).or_default().push(e);
+                }
+                let to = match after {
+                    Obj::MapElem(c) => Some(*c),
+                    _ => None,
+                };
+                add_elems.entry(s).or_default().push((e, to));
+            }
             (Key::Elem(s, e), Some(_), None) => del_elems.entry(s).or_default().push(e),
             (Key::Rule(c, id), before, after) => {
                 if let Some(Obj::Rule(r)) = after {
@@ -74,6 +86,9 @@ pub fn batch_for<'a>(
     let mut batch = Batch::default();
     batch.ops.extend(add_chains);
     batch.ops.extend(add_sets);
+    for (s, e) in replace_elems {
+        batch.ops.push(Op::DelElems(s, e));
+    }
     for (s, e) in add_elems {
         batch.ops.push(Op::AddElems(s, e));
     }

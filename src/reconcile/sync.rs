@@ -1,22 +1,16 @@
-//! Full reconciliation: compares the table as the kernel has it with the whole plan and
-//! builds the batch that makes them equal. Used at start-up and whenever the kernel may
-//! have changed under us. Rules are matched by identity (chain and comment, which carries
-//! a fingerprint of the rule's content): a rule that already matches keeps its handle
-//! and its counters; only differences change.
+//! Full reconciliation: compares secgroupd's tables as the kernel has them with the whole
+//! plan and builds the batch that makes them equal. Used at start-up and whenever the
+//! kernel may have changed under us. Rules are matched by identity (chain and comment,
+//! which carries a fingerprint of the rule's content): a rule that already matches keeps
+//! its handle and its counters; only differences change.
 
 use super::ops::Batch;
 use super::view::KernelView;
-use crate::compile::plan::{ChainName, ChainSpec, Elem, Hook, Key, Obj, Plan, RuleId, SetName};
+use crate::compile::plan::{
+    ChainName, ChainSpec, Elem, Family, Key, Obj, Plan, RuleId, SetName,
+};
 use crate::nft::{KernelTable, Op, Position};
-use std::collections::{BTreeSet, HashMap};
-
-/// `NF_INET_FORWARD` and `NF_INET_LOCAL_OUT`.
-fn hook_number(h: Hook) -> u32 {
-    match h {
-        Hook::Forward => 2,
-        Hook::Output => 3,
-    }
-}
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// `NF_ACCEPT`.
 const POLICY_ACCEPT: u32 = 1;
@@ -25,13 +19,14 @@ fn chain_matches(spec: &ChainSpec, hook: Option<(u32, i32, u32)>) -> bool {
     match (spec.base, hook) {
         (None, None) => true,
         (Some(b), Some((h, prio, policy))) => {
-            hook_number(b.hook) == h && b.priority == prio && policy == POLICY_ACCEPT
+            b.hook.number() == h && b.priority == prio && policy == POLICY_ACCEPT
         }
         _ => false,
     }
 }
 
 /// The outcome of comparing kernel and plan.
+#[derive(Default)]
 pub struct SyncPlan {
     pub batch: Batch,
     /// Handles of kernel rules that already match the plan and stay.
@@ -40,144 +35,186 @@ pub struct SyncPlan {
     pub repairs: Vec<String>,
 }
 
-/// Builds everything from nothing (the table does not exist, or must be replaced).
-fn create_all(plan: &Plan, replace: bool) -> Batch {
-    let mut b = Batch::default();
+/// Builds one family's table from nothing (it does not exist, or must be replaced).
+fn create_family(b: &mut Batch, plan: &Plan, family: Family, replace: bool) {
     if replace {
-        b.ops.push(Op::DelTable);
+        b.ops.push(Op::DelTable(family));
     }
-    b.ops.push(Op::AddTable);
-    b.ops.extend(plan.chains().map(|c| Op::AddChain(*c)));
-    b.ops.extend(plan.sets().map(|s| Op::AddSet(*s)));
-    for s in plan.sets() {
-        let elems: Vec<Elem> = plan.elems(s.name).collect();
+    b.ops.push(Op::AddTable(family));
+    let chains: Vec<&ChainSpec> = plan.chains().filter(|c| c.name.family() == family).collect();
+    b.ops.extend(chains.iter().map(|c| Op::AddChain(**c)));
+    for s in plan.sets().filter(|s| s.name.family() == family) {
+        b.ops.push(Op::AddSet(*s));
+    }
+    for s in plan.sets().filter(|s| s.name.family() == family) {
+        let elems: Vec<_> = plan.elems(s.name).collect();
         if !elems.is_empty() {
             b.ops.push(Op::AddElems(s.name, elems));
         }
     }
-    for c in plan.chains() {
+    for c in chains {
         for r in plan.rules(c.name) {
             b.added.push((r.chain, r.id));
             b.ops.push(Op::AddRule(r.clone(), Position::Append));
         }
     }
-    b
 }
 
-/// Compares the kernel's table with the plan.
-pub fn sync_plan(kernel: &KernelTable, plan: &Plan) -> SyncPlan {
-    let mut repairs = Vec::new();
-    if !kernel.exists {
-        return SyncPlan {
-            batch: create_all(plan, false),
-            kept: vec![],
-            repairs: vec!["table missing: created".into()],
-        };
-    }
-
-    // Structure: chains and sets that exist with the wrong shape cannot be fixed in
-    // place; replace the whole table in one atomic batch.
+/// Why a table cannot be repaired in place (a chain or set of the wrong shape).
+fn structural_mismatch(kernel: &KernelTable, plan: &Plan) -> Option<String> {
+    let f = kernel.family;
     for kc in &kernel.chains {
-        if let Some(c) = ChainName::parse(&kc.name)
+        if let Some(c) = ChainName::parse(f, &kc.name)
             && let Some(Obj::Chain(spec)) = plan.objs.get(&Key::Chain(c))
             && !chain_matches(spec, kc.hook)
         {
-            repairs.push(format!(
-                "chain {} has the wrong hook or policy: table rebuilt",
-                kc.name
-            ));
-            return SyncPlan {
-                batch: create_all(plan, true),
-                kept: vec![],
-                repairs,
-            };
+            return Some(format!("chain {} has the wrong hook, priority or policy", kc.name));
         }
     }
     for ks in &kernel.sets {
-        if let Some(s) = SetName::parse(&ks.name)
+        if let Some(s) = SetName::parse(f, &ks.name)
             && plan.objs.contains_key(&Key::Set(s))
-            && (s.key_type().nft_type() != ks.key_type || s.key_type().key_len() != ks.key_len)
+            && (s.key_type().nft_type() != ks.key_type
+                || s.key_type().key_len() != ks.key_len
+                || s.is_verdict_map() != ks.verdict_map)
         {
-            repairs.push(format!("set {} has the wrong type: table rebuilt", ks.name));
-            return SyncPlan {
-                batch: create_all(plan, true),
-                kept: vec![],
-                repairs,
-            };
+            return Some(format!("set {} has the wrong type", ks.name));
         }
     }
+    None
+}
 
-    let mut b = Batch::default();
+/// Compares the kernel's tables (one per family) with the plan.
+pub fn sync_plan(kernel: &[KernelTable], plan: &Plan) -> SyncPlan {
+    let mut out = SyncPlan::default();
+    for k in kernel {
+        sync_family(&mut out, k, plan);
+    }
+    out
+}
+
+fn sync_family(out: &mut SyncPlan, kernel: &KernelTable, plan: &Plan) {
+    let f = kernel.family;
+    let fam = f.as_str();
+    if !plan.uses(f) {
+        if kernel.exists {
+            out.repairs.push(format!("{fam} table not needed in this mode: deleted"));
+            out.batch.ops.push(Op::DelTable(f));
+        }
+        return;
+    }
+    if !kernel.exists {
+        out.repairs.push(format!("{fam} table missing: created"));
+        create_family(&mut out.batch, plan, f, false);
+        return;
+    }
+    if let Some(why) = structural_mismatch(kernel, plan) {
+        out.repairs.push(format!("{fam}: {why}: table rebuilt"));
+        create_family(&mut out.batch, plan, f, true);
+        return;
+    }
+
+    let b = &mut out.batch;
+    let repairs = &mut out.repairs;
     let mut del_rules = Vec::new();
     let mut del_chains = Vec::new();
     let mut del_sets = Vec::new();
-    let mut kept = Vec::new();
     let mut view = KernelView::default();
 
     // Chains.
     let mut kernel_chains = BTreeSet::new();
     for kc in &kernel.chains {
-        match ChainName::parse(&kc.name).filter(|c| plan.objs.contains_key(&Key::Chain(*c))) {
+        match ChainName::parse(f, &kc.name).filter(|c| plan.objs.contains_key(&Key::Chain(*c))) {
             Some(c) => {
                 kernel_chains.insert(c);
             }
             None => {
-                repairs.push(format!("chain {} is not secgroupd's: deleted", kc.name));
-                del_chains.push(Op::DelForeignChain(kc.name.clone()));
+                repairs.push(format!("{fam} chain {} is not in the plan: deleted", kc.name));
+                del_chains.push(Op::DelForeignChain(f, kc.name.clone()));
             }
         }
     }
-    for c in plan.chains() {
+    for c in plan.chains().filter(|c| c.name.family() == f) {
         if !kernel_chains.contains(&c.name) {
-            repairs.push(format!("chain {} missing: created", c.name));
+            repairs.push(format!("{fam} chain {} missing: created", c.name));
             b.ops.push(Op::AddChain(*c));
         }
     }
 
-    // Sets and elements.
+    // Sets and elements (a map element with the wrong target is replaced: delete first).
     let mut kernel_sets = BTreeSet::new();
-    let mut elem_ops_add = Vec::new();
-    let mut elem_ops_del = Vec::new();
+    let mut replace = Vec::new();
+    let mut add = Vec::new();
+    let mut del = Vec::new();
     for ks in &kernel.sets {
-        let Some(s) = SetName::parse(&ks.name).filter(|s| plan.objs.contains_key(&Key::Set(*s)))
+        let Some(s) = SetName::parse(f, &ks.name).filter(|s| plan.objs.contains_key(&Key::Set(*s)))
         else {
-            repairs.push(format!("set {} is not secgroupd's: deleted", ks.name));
-            del_sets.push(Op::DelForeignSet(ks.name.clone()));
+            repairs.push(format!("{fam} set {} is not in the plan: deleted", ks.name));
+            del_sets.push(Op::DelForeignSet(f, ks.name.clone()));
             continue;
         };
         kernel_sets.insert(s);
-        let have: BTreeSet<Elem> = ks
+        let have: BTreeMap<Elem, Option<String>> = ks
             .elems
             .iter()
-            .filter_map(|k| Elem::from_key_bytes(s.key_type(), k))
+            .filter_map(|(k, to)| Some((Elem::from_key_bytes(s.key_type(), k)?, to.clone())))
             .collect();
-        let want: BTreeSet<Elem> = plan.elems(s).collect();
-        let add: Vec<Elem> = want.difference(&have).copied().collect();
-        let del: Vec<Elem> = have.difference(&want).copied().collect();
-        if !add.is_empty() {
-            repairs.push(format!("set {}: {} elements missing", ks.name, add.len()));
-            elem_ops_add.push(Op::AddElems(s, add));
+        let want: BTreeMap<Elem, Option<ChainName>> = plan.elems(s).collect();
+        let (mut a, mut d, mut r) = (Vec::new(), Vec::new(), Vec::new());
+        for (e, to) in &want {
+            match have.get(e) {
+                None => a.push((*e, *to)),
+                Some(k) if *k != to.map(|c| c.to_string()) => {
+                    r.push(*e);
+                    a.push((*e, *to));
+                }
+                Some(_) => {}
+            }
         }
-        if !del.is_empty() {
-            repairs.push(format!("set {}: {} stray elements", ks.name, del.len()));
-            elem_ops_del.push(Op::DelElems(s, del));
+        for e in have.keys() {
+            if !want.contains_key(e) {
+                d.push(*e);
+            }
+        }
+        // Keys that do not even parse for this set type are stray too.
+        let unparsable = ks.elems.len() - have.len();
+        if unparsable > 0 {
+            repairs.push(format!("{fam} set {}: {unparsable} unreadable elements left", ks.name));
+        }
+        if !a.is_empty() || !d.is_empty() {
+            repairs.push(format!(
+                "{fam} set {}: {} elements missing or wrong, {} stray",
+                ks.name,
+                a.len(),
+                d.len()
+            ));
+        }
+        if !r.is_empty() {
+            replace.push(Op::DelElems(s, r));
+        }
+        if !a.is_empty() {
+            add.push(Op::AddElems(s, a));
+        }
+        if !d.is_empty() {
+            del.push(Op::DelElems(s, d));
         }
     }
-    for s in plan.sets() {
+    for s in plan.sets().filter(|s| s.name.family() == f) {
         if !kernel_sets.contains(&s.name) {
-            repairs.push(format!("set {} missing: created", s.name));
+            repairs.push(format!("{fam} set {} missing: created", s.name));
             b.ops.push(Op::AddSet(*s));
-            let elems: Vec<Elem> = plan.elems(s.name).collect();
+            let elems: Vec<_> = plan.elems(s.name).collect();
             if !elems.is_empty() {
-                elem_ops_add.push(Op::AddElems(s.name, elems));
+                add.push(Op::AddElems(s.name, elems));
             }
         }
     }
-    b.ops.extend(elem_ops_add);
+    b.ops.extend(replace);
+    b.ops.extend(add);
 
     // Rules: keep those that match by identity and are in plan order; delete the rest.
     for kc in &kernel.chains {
-        let Some(c) = ChainName::parse(&kc.name).filter(|c| kernel_chains.contains(c)) else {
+        let Some(c) = ChainName::parse(f, &kc.name).filter(|c| kernel_chains.contains(c)) else {
             continue; // the whole chain goes
         };
         let by_comment: HashMap<&str, RuleId> =
@@ -192,12 +229,12 @@ pub fn sync_plan(kernel: &KernelTable, plan: &Plan) -> SyncPlan {
             match id {
                 Some(id) if last.is_none_or(|l| l < id) => {
                     last = Some(id);
-                    kept.push((c, id, kr.handle));
+                    out.kept.push((c, id, kr.handle));
                     view.set(c, id, kr.handle);
                 }
                 _ => {
                     repairs.push(format!(
-                        "chain {}: rule {} ({}) not in the plan or out of order: deleted",
+                        "{fam} chain {}: rule {} ({}) not in the plan or out of order: deleted",
                         kc.name,
                         kr.handle,
                         kr.comment.as_deref().unwrap_or("no comment")
@@ -210,7 +247,7 @@ pub fn sync_plan(kernel: &KernelTable, plan: &Plan) -> SyncPlan {
             }
         }
     }
-    for c in plan.chains() {
+    for c in plan.chains().filter(|c| c.name.family() == f) {
         // Walk backwards so that each missing rule knows its nearest kept successor.
         let rules: Vec<_> = plan.rules(c.name).collect();
         let mut pos = Position::Append;
@@ -222,7 +259,7 @@ pub fn sync_plan(kernel: &KernelTable, plan: &Plan) -> SyncPlan {
             }
         }
         if !adds.is_empty() {
-            repairs.push(format!("chain {}: {} rules missing", c.name, adds.len()));
+            repairs.push(format!("{fam} chain {}: {} rules missing", c.name, adds.len()));
         }
         for (r, pos) in adds.into_iter().rev() {
             b.added.push((r.chain, r.id));
@@ -230,12 +267,7 @@ pub fn sync_plan(kernel: &KernelTable, plan: &Plan) -> SyncPlan {
         }
     }
     b.ops.extend(del_rules);
-    b.ops.extend(elem_ops_del);
+    b.ops.extend(del);
     b.ops.extend(del_chains);
     b.ops.extend(del_sets);
-    SyncPlan {
-        batch: b,
-        kept,
-        repairs,
-    }
 }

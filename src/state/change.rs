@@ -42,6 +42,7 @@ pub enum Change {
     },
     RegisterInstance {
         num: InstanceNum,
+        slot: u32,
         spec: InstanceSpec,
     },
     /// Carries the instance so it can be registered again on undo.
@@ -112,14 +113,16 @@ impl Change {
                 from: to.clone(),
                 to: from.clone(),
             },
-            Change::RegisterInstance { num, spec } => Change::DeregisterInstance {
+            Change::RegisterInstance { num, slot, spec } => Change::DeregisterInstance {
                 instance: Instance {
                     num: *num,
+                    slot: *slot,
                     spec: spec.clone(),
                 },
             },
             Change::DeregisterInstance { instance } => Change::RegisterInstance {
                 num: instance.num,
+                slot: instance.slot,
                 spec: instance.spec.clone(),
             },
         }

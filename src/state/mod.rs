@@ -54,8 +54,14 @@ pub struct Group {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Instance {
     pub num: InstanceNum,
+    /// Small number, unique among registered instances, reused after deregistration:
+    /// what the packet mark carries in bridged mode (1..=[`MAX_SLOT`]).
+    pub slot: u32,
     pub spec: InstanceSpec,
 }
+
+/// Most instances registered at once (the packet mark must carry their slot).
+pub const MAX_SLOT: u32 = 4095;
 
 /// Allocators for ids that must never be reused, persisted with the state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -93,6 +99,8 @@ pub struct State {
     grant_index: HashMap<GroupKey, HashMap<IpPermission, GrantId>>,
     /// Derived: group → shard → number of grants in it, to place new grants.
     shard_fill: HashMap<GroupKey, BTreeMap<u32, u32>>,
+    /// Derived: slots of registered instances.
+    slots: BTreeSet<u32>,
 }
 
 impl PartialEq for State {
@@ -127,8 +135,12 @@ impl State {
                     return Err(format!("instance {} names missing group {gk}", i.spec.id));
                 }
             }
+            if i.slot == 0 || i.slot > MAX_SLOT || s.slots.contains(&i.slot) {
+                return Err(format!("instance {} has slot {}, invalid or taken", i.spec.id, i.slot));
+            }
             s.apply(&Change::RegisterInstance {
                 num: i.num,
+                slot: i.slot,
                 spec: i.spec,
             });
         }
@@ -452,9 +464,18 @@ impl State {
                 ));
             }
         }
+        let slot = (1..=MAX_SLOT)
+            .find(|s| !self.slots.contains(s))
+            .ok_or_else(|| {
+                ApiError::invalid(
+                    "InstanceId",
+                    format!("this host already has {MAX_SLOT} registered instances"),
+                )
+            })?;
         Ok((
             vec![Change::RegisterInstance {
                 num: self.counters.next_instance,
+                slot,
                 spec: spec.clone(),
             }],
             Reply::Done,
@@ -471,6 +492,29 @@ impl State {
                 ),
             )
         })
+    }
+
+    /// Number of grants of the group in one shard.
+    pub fn shard_len(&self, group: &GroupKey, shard: u32) -> u32 {
+        self.shard_fill
+            .get(group)
+            .and_then(|f| f.get(&shard))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// The group-pair grants (of any group) whose source is `source`.
+    pub fn pair_grants_naming(&self, source: &GroupKey) -> Vec<GrantId> {
+        let Some(users) = self.pair_refs.get(source) else {
+            return vec![];
+        };
+        let pair = IpPermission::GroupPair {
+            source: source.clone(),
+        };
+        users
+            .keys()
+            .filter_map(|u| self.find_grant(u, &pair))
+            .collect()
     }
 
     /// The grant made with exactly these values, if any.
@@ -610,7 +654,8 @@ impl State {
                     }
                 }
             }
-            Change::RegisterInstance { num, spec } => {
+            Change::RegisterInstance { num, slot, spec } => {
+                self.slots.insert(*slot);
                 for g in &spec.groups {
                     self.members
                         .entry(g.clone())
@@ -626,11 +671,13 @@ impl State {
                     spec.id.clone(),
                     Instance {
                         num: *num,
+                        slot: *slot,
                         spec: spec.clone(),
                     },
                 );
             }
             Change::DeregisterInstance { instance } => {
+                self.slots.remove(&instance.slot);
                 let spec = &instance.spec;
                 for g in &spec.groups {
                     if let Some(m) = self.members.get_mut(g) {

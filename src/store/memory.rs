@@ -187,7 +187,7 @@ fn contradiction(state: &State, change: &Change) -> Result<(), String> {
                 ));
             }
         }
-        Change::RegisterInstance { num, spec } => {
+        Change::RegisterInstance { num, spec, .. } => {
             let clash = state.instances().any(|i| {
                 i.spec.id == spec.id
                     || i.num == *num

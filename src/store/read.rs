@@ -44,8 +44,10 @@ pub(super) fn state(conn: &Connection, counters: Counters) -> Result<State, Faul
         "instances, row num",
     )?;
 
-    let instances = instances.into_values().map(|i| Instance {
+    // TODO(store v2): persist slots; until then they are handed out in load order.
+    let instances = instances.into_values().zip(1..).map(|(i, slot)| Instance {
         num: i.num,
+        slot,
         spec: InstanceSpec {
             id: i.id,
             interface: i.interface,

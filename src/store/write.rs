@@ -65,7 +65,7 @@ pub(super) fn apply(conn: &Connection, change: &Change) -> Result<(), Fault> {
             "{} is not supported by this store yet",
             describe(change)
         ))),
-        Change::RegisterInstance { num, spec } => insert_instance(conn, *num, spec),
+        Change::RegisterInstance { num, spec, .. } => insert_instance(conn, *num, spec),
         Change::DeregisterInstance { instance } => delete_instance(conn, instance),
     }
 }
@@ -109,7 +109,7 @@ pub(super) fn describe(change: &Change) -> String {
             permission,
             ..
         } => format!("revoke grant {id} ({permission}) on {group}"),
-        Change::RegisterInstance { num, spec } => {
+        Change::RegisterInstance { num, spec, .. } => {
             format!("register instance {} (num {num})", spec.id)
         }
         Change::DeregisterInstance { instance } => format!(

@@ -106,7 +106,13 @@ impl Reader<'_> {
     }
 
     fn table(&mut self, name: &CString) -> Read<KernelTable> {
-        let mut t = KernelTable::default();
+        let mut t = KernelTable {
+            family: crate::compile::plan::Family::Inet,
+            genid: 0,
+            exists: false,
+            chains: vec![],
+            sets: vec![],
+        };
         let req = RawTable::new()?;
         // SAFETY (for the builders here): live objects, attribute ids of their kind.
         unsafe {
@@ -240,6 +246,7 @@ impl Reader<'_> {
                     return Ok(());
                 }
                 out.push(KernelSet {
+                    verdict_map: false,
                     name: s.str(sys::NFTNL_SET_NAME).unwrap_or_default(),
                     key_type: s.u32(sys::NFTNL_SET_KEY_TYPE).unwrap_or(0),
                     key_len: s.u32(sys::NFTNL_SET_KEY_LEN).unwrap_or(0),
@@ -263,7 +270,7 @@ impl Reader<'_> {
                     if unsafe { sys::nftnl_set_elems_nlmsg_parse(m.as_ptr(), s.ptr()) } < 0 {
                         return Err(NftError::Protocol("unparsable set element message".into()));
                     }
-                    set.elems.extend(s.elem_keys());
+                    set.elems.extend(s.elem_keys().into_iter().map(|k| (k, None)));
                     Ok(())
                 },
             )?;

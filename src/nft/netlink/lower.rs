@@ -29,7 +29,11 @@ pub(super) fn lower(
         Verdict::Accept => verdict(libc::NF_ACCEPT, None),
         Verdict::Drop => verdict(libc::NF_DROP, None),
         Verdict::Jump(c) => verdict(libc::NFT_JUMP, Some(cstring(c.to_string())?)),
+        Verdict::Vmap(..) => return Err("verdict maps are not supported yet".into()),
     });
+    if !rule.stmts.is_empty() {
+        return Err("rule statements are not supported yet".into());
+    }
     Ok(out)
 }
 
@@ -120,6 +124,7 @@ fn lower_match(
             out.push(Expr::And(bits.to_ne_bytes().to_vec()));
             out.push(cmp(libc::NFT_CMP_NEQ, vec![0; 4]));
         }
+        _ => return Err(format!("{m:?} is not supported yet")),
     }
     Ok(())
 }

@@ -48,7 +48,20 @@ impl NetlinkBackend {
 }
 
 impl Backend for NetlinkBackend {
-    fn dump(&mut self, table: &str) -> Result<KernelTable, NftError> {
+    fn dump(
+        &mut self,
+        table: &str,
+        family: crate::compile::plan::Family,
+    ) -> Result<KernelTable, NftError> {
+        if family != crate::compile::plan::Family::Inet {
+            return Ok(KernelTable {
+                family,
+                genid: 0,
+                exists: false,
+                chains: vec![],
+                sets: vec![],
+            });
+        }
         dump::dump(&mut self.sock, &mut self.seq, table)
     }
 

@@ -86,22 +86,31 @@ struct Encoder {
 impl Encoder {
     fn op(&mut self, i: usize, op: &Op) -> Result<(), String> {
         let slot = Slot::Op(i);
+        if op.family() != crate::compile::plan::Family::Inet {
+            return Err("bridge-family tables are not supported by this backend yet".into());
+        }
         let b = &mut self.batch;
         match op {
             // No NLM_F_EXCL: adding the table again is a no-op.
-            Op::AddTable => {
+            Op::AddTable(_) => {
                 b.push_msg(slot, &self.table, MsgType::Add, F_CREATE, 0);
             }
-            Op::DelTable => {
+            Op::DelTable(_) => {
                 b.push_msg(slot, &self.table, MsgType::Del, 0, 0);
             }
             Op::AddChain(spec) => self.add_chain(slot, spec)?,
             Op::DelChain(name) => self.del_chain(slot, &name.to_string())?,
-            Op::DelForeignChain(name) => self.del_chain(slot, name)?,
+            Op::DelForeignChain(_, name) => self.del_chain(slot, name)?,
             Op::AddSet(spec) => self.add_set(slot, spec)?,
             Op::DelSet(name) => self.del_set(slot, &name.to_string())?,
-            Op::DelForeignSet(name) => self.del_set(slot, name)?,
-            Op::AddElems(set, elems) => self.elems(slot, *set, elems, true)?,
+            Op::DelForeignSet(_, name) => self.del_set(slot, name)?,
+            Op::AddElems(set, elems) => {
+                if elems.iter().any(|(_, to)| to.is_some()) {
+                    return Err("verdict maps are not supported by this backend yet".into());
+                }
+                let keys: Vec<_> = elems.iter().map(|(e, _)| *e).collect();
+                self.elems(slot, *set, &keys, true)?
+            }
             Op::DelElems(set, elems) => self.elems(slot, *set, elems, false)?,
             Op::AddRule(rule, pos) => {
                 let chain = Chain::new(cstring(rule.chain.to_string())?, &self.table);
@@ -130,7 +139,7 @@ impl Encoder {
                 self.batch.push_msg(slot, &r, MsgType::Add, F_ECHO, clear);
             }
             Op::DelRule { chain, handle } => self.del_rule(slot, &chain.to_string(), *handle)?,
-            Op::DelForeignRule { chain, handle } => self.del_rule(slot, chain, *handle)?,
+            Op::DelForeignRule { chain, handle, .. } => self.del_rule(slot, chain, *handle)?,
         }
         Ok(())
     }
@@ -141,6 +150,7 @@ impl Encoder {
             let hook = match base.hook {
                 Hook::Forward => nftnl::Hook::Forward,
                 Hook::Output => nftnl::Hook::Out,
+                Hook::Prerouting => nftnl::Hook::PreRouting,
             };
             c.set_type(ChainType::Filter);
             c.set_hook(hook, base.priority);
@@ -244,8 +254,8 @@ fn cstring(s: String) -> Result<CString, String> {
 /// Short text naming an operation, for errors.
 pub(super) fn describe(op: &Op) -> String {
     match op {
-        Op::AddTable => "add table".into(),
-        Op::DelTable => "delete table".into(),
+        Op::AddTable(_) => "add table".into(),
+        Op::DelTable(_) => "delete table".into(),
         Op::AddChain(c) => format!("add chain {}", c.name),
         Op::DelChain(c) => format!("delete chain {c}"),
         Op::AddSet(s) => format!("add set {}", s.name),
@@ -260,10 +270,10 @@ pub(super) fn describe(op: &Op) -> String {
             )
         }
         Op::DelRule { chain, handle } => format!("delete rule {handle} of chain {chain}"),
-        Op::DelForeignRule { chain, handle } => {
+        Op::DelForeignRule { chain, handle, .. } => {
             format!("delete foreign rule {handle} of chain {chain:?}")
         }
-        Op::DelForeignChain(c) => format!("delete foreign chain {c:?}"),
-        Op::DelForeignSet(s) => format!("delete foreign set {s:?}"),
+        Op::DelForeignChain(_, c) => format!("delete foreign chain {c:?}"),
+        Op::DelForeignSet(_, s) => format!("delete foreign set {s:?}"),
     }
 }
