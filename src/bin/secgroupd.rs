@@ -58,7 +58,10 @@ fn run(cli: Cli) -> Result<()> {
     }
     if cli.print_plan {
         let state = SqliteStore::open(&config.state_dir)?.load()?;
-        print!("{}", render(&compile(&state, &Options::from_config(&config))));
+        print!(
+            "{}",
+            render(&compile(&state, &Options::from_config(&config)))
+        );
         return Ok(());
     }
 
@@ -68,9 +71,12 @@ fn run(cli: Cli) -> Result<()> {
     let backend = NetlinkBackend::new().context("opening the netlink socket")?;
     // Blocks until the kernel table matches the persisted state: nothing is served
     // before enforcement is exactly what was acknowledged.
-    let reconciler =
-        Reconciler::start(Box::new(store), Box::new(backend), Options::from_config(&config))
-        .context("making the kernel table match the persisted state")?;
+    let reconciler = Reconciler::start(
+        Box::new(store),
+        Box::new(backend),
+        Options::from_config(&config),
+    )
+    .context("making the kernel table match the persisted state")?;
     info!(
         elapsed_ms = started.elapsed().as_millis() as u64,
         "kernel table {} is in sync", config.table

@@ -219,10 +219,15 @@ fn to_instance_head(o: &Options, hook: ChainName) -> Vec<Entry> {
     let mut out = Vec::new();
     if o.cut() {
         let m = o.ct_mark_mask.0;
-        out.push(r(hook, RuleId::Head(0)).m(est()).m(Match::CtMark { mask: m, value: 0 }).verdict(
-            Verdict::Accept,
-            "established, not admitted by a permission: the instance's own connections",
-        ));
+        out.push(
+            r(hook, RuleId::Head(0))
+                .m(est())
+                .m(Match::CtMark { mask: m, value: 0 })
+                .verdict(
+                    Verdict::Accept,
+                    "established, not admitted by a permission: the instance's own connections",
+                ),
+        );
         out.push(
             r(hook, RuleId::Head(1))
                 .m(est())
@@ -230,7 +235,10 @@ fn to_instance_head(o: &Options, hook: ChainName) -> Vec<Entry> {
                     mask: m,
                     set: SetName::Live,
                 })
-                .verdict(Verdict::Accept, "established, admitted by a grant that exists"),
+                .verdict(
+                    Verdict::Accept,
+                    "established, admitted by a grant that exists",
+                ),
         );
         let pairs = [
             (2, CtDir::Original, IpFamily::V4, AddrField::Saddr),
@@ -261,7 +269,10 @@ fn to_instance_head(o: &Options, hook: ChainName) -> Vec<Entry> {
                 .m(est())
                 .m(Match::CtDirection(CtDir::Reply))
                 .counter()
-                .verdict(Verdict::Drop, "reply of a connection whose permission is gone: cut"),
+                .verdict(
+                    Verdict::Drop,
+                    "reply of a connection whose permission is gone: cut",
+                ),
         );
     } else {
         out.push(r(hook, RuleId::Head(0)).m(est()).verdict(
@@ -322,7 +333,10 @@ pub fn base_objects(o: &Options) -> Vec<Entry> {
             "to a registered bridge port (marked by the bridge table): its instance's rules",
         ));
         // The bridge table: anti-spoofing by input port, and the port mark.
-        out.push(chain(ChainName::BridgePrerouting, Some((Hook::Prerouting, -200))));
+        out.push(chain(
+            ChainName::BridgePrerouting,
+            Some((Hook::Prerouting, -200)),
+        ));
         out.push(chain(ChainName::BridgeForward, Some((Hook::Forward, -200))));
         out.push(set(SetName::BridgePorts));
         out.push(set(SetName::BridgeSpoofIn));
@@ -486,24 +500,29 @@ pub fn instance_objects(o: &Options, state: &State, i: &Instance) -> Vec<Entry> 
     let mut out = vec![chain(ChainName::Instance(n), None)];
     for gk in &i.spec.groups {
         if let Some(g) = state.group(gk) {
-            out.push(
-                r(ChainName::Instance(n), RuleId::Jump(g.num)).verdict(
-                    Verdict::Jump(ChainName::Group(g.num)),
-                    &format!("instance {id} in group {gk}"),
-                ),
-            );
+            out.push(r(ChainName::Instance(n), RuleId::Jump(g.num)).verdict(
+                Verdict::Jump(ChainName::Group(g.num)),
+                &format!("instance {id} in group {gk}"),
+            ));
         }
     }
     out.push(
         r(ChainName::Instance(n), RuleId::Tail(0))
             .counter()
-            .verdict(Verdict::Drop, &format!("instance {id}: no permission admits it")),
+            .verdict(
+                Verdict::Drop,
+                &format!("instance {id}: no permission admits it"),
+            ),
     );
     let Some(ifname) = Elem::ifname(iface) else {
         return out; // unreachable: interface names are validated at the boundary
     };
     let spoof = if o.routed() {
-        out.push(map_elem(SetName::DispatchOut, ifname, ChainName::Instance(n)));
+        out.push(map_elem(
+            SetName::DispatchOut,
+            ifname,
+            ChainName::Instance(n),
+        ));
         out.push(map_elem(SetName::SpoofIn, ifname, ChainName::Spoof(n)));
         ChainName::Spoof(n)
     } else {
@@ -522,8 +541,16 @@ pub fn instance_objects(o: &Options, state: &State, i: &Instance) -> Vec<Entry> 
                 }))
                 .verdict(Verdict::Accept, &format!("instance {id} on port {iface}")),
         );
-        out.push(map_elem(SetName::BridgePorts, ifname, ChainName::BridgeMark(n)));
-        out.push(map_elem(SetName::BridgeSpoofIn, ifname, ChainName::BridgeSpoof(n)));
+        out.push(map_elem(
+            SetName::BridgePorts,
+            ifname,
+            ChainName::BridgeMark(n),
+        ));
+        out.push(map_elem(
+            SetName::BridgeSpoofIn,
+            ifname,
+            ChainName::BridgeSpoof(n),
+        ));
         ChainName::BridgeSpoof(n)
     };
     out.extend(spoof_objects(spoof, i));
@@ -547,7 +574,13 @@ fn spoof_objects(chain_name: ChainName, i: &Instance) -> Vec<Entry> {
         }
     }
     let fixed: [(u8, IpFamily, &str, Vec<Match>, &str); 3] = [
-        (200, IpFamily::V6, "fe80::/10", vec![], "ipv6 link-local (neighbour discovery)"),
+        (
+            200,
+            IpFamily::V6,
+            "fe80::/10",
+            vec![],
+            "ipv6 link-local (neighbour discovery)",
+        ),
         (
             201,
             IpFamily::V6,
@@ -578,7 +611,10 @@ fn spoof_objects(chain_name: ChainName, i: &Instance) -> Vec<Entry> {
             r(chain_name, RuleId::Tail(k as u8))
                 .m(Match::NfProto(fam))
                 .counter()
-                .verdict(Verdict::Drop, &format!("instance {id}: forged source address")),
+                .verdict(
+                    Verdict::Drop,
+                    &format!("instance {id}: forged source address"),
+                ),
         );
     }
     out

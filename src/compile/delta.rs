@@ -123,9 +123,7 @@ impl Delta {
         o: &Options,
         state: &State,
         g: &Group,
-        id: GrantId,
-        p: &IpPermission,
-        shard: u32,
+        (id, p, shard): (GrantId, &IpPermission, u32),
     ) {
         if !plan
             .objs
@@ -148,7 +146,7 @@ impl Delta {
                 if let Some(g) = state.group(&group.key) {
                     self.put_all(plan, group_objects(g));
                     for (id, gr) in &g.grants {
-                        self.add_grant(plan, o, state, g, *id, &gr.permission, gr.shard);
+                        self.add_grant(plan, o, state, g, (*id, &gr.permission, gr.shard));
                     }
                     for a in g.remote.clone() {
                         self.membership(plan, o, state, g, a);
@@ -176,7 +174,7 @@ impl Delta {
                 shard,
             } => {
                 if let Some(g) = state.group(group) {
-                    self.add_grant(plan, o, state, g, *id, permission, *shard);
+                    self.add_grant(plan, o, state, g, (*id, permission, *shard));
                 }
             }
             Change::Revoke {
@@ -191,7 +189,8 @@ impl Delta {
                     }
                 }
             }
-            Change::AddMembers { group, addresses } | Change::RemoveMembers { group, addresses } => {
+            Change::AddMembers { group, addresses }
+            | Change::RemoveMembers { group, addresses } => {
                 if let Some(g) = state.group(group) {
                     for a in addresses {
                         self.membership(plan, o, state, g, *a);

@@ -19,8 +19,7 @@ struct Packet {
 }
 
 fn in_set(plan: &Plan, set: SetName, e: Elem) -> bool {
-    plan.objs
-        .contains_key(&super::plan::Key::Elem(set, e))
+    plan.objs.contains_key(&super::plan::Key::Elem(set, e))
 }
 
 fn addr_elem(a: IpAddr) -> Elem {
@@ -65,9 +64,7 @@ pub fn explain(plan: &Plan, state: &State, probe: &PacketProbe) -> Option<Explan
         source: probe.source,
         proto: probe.protocol.number(),
         port: probe.port,
-        icmp: probe
-            .icmp_type
-            .map(|t| (t, probe.icmp_code.unwrap_or(0))),
+        icmp: probe.icmp_type.map(|t| (t, probe.icmp_code.unwrap_or(0))),
     };
     let mut admitted = Vec::new();
     for r in plan.rules(ChainName::Instance(inst.num)) {
@@ -161,7 +158,9 @@ fn compare(p: &Space, q: &Space) -> (bool, bool) {
         all &= qf <= pf && pt <= qt;
     }
     if icmp_proto {
-        let field = |a: Option<u8>, b: Option<u8>| (a.is_none() || b.is_none() || a == b, b.is_none() || a == b);
+        let field = |a: Option<u8>, b: Option<u8>| {
+            (a.is_none() || b.is_none() || a == b, b.is_none() || a == b)
+        };
         let (ts, ta) = field(p.icmp.0, q.icmp.0);
         let (cs, ca) = field(p.icmp.1, q.icmp.1);
         some |= ts && cs;
@@ -172,15 +171,24 @@ fn compare(p: &Space, q: &Space) -> (bool, bool) {
         (Some(a), Some(b)) => (a.contains(b) || b.contains(a), b.contains(a)),
         (Some(a), None) => {
             let inside = q.members.iter().filter(|m| a.contains(*m)).count();
-            (inside > 0, a.prefix_len() == a.max_prefix_len() && inside > 0)
+            (
+                inside > 0,
+                a.prefix_len() == a.max_prefix_len() && inside > 0,
+            )
         }
         (None, Some(b)) => {
             let inside = p.members.iter().filter(|m| b.contains(*m)).count();
-            (inside > 0, !p.members.is_empty() && inside == p.members.len())
+            (
+                inside > 0,
+                !p.members.is_empty() && inside == p.members.len(),
+            )
         }
         (None, None) => {
             let inside = p.members.intersection(&q.members).count();
-            (inside > 0, !p.members.is_empty() && inside == p.members.len())
+            (
+                inside > 0,
+                !p.members.is_empty() && inside == p.members.len(),
+            )
         }
     };
     (some && src_some, some && all && src_all)

@@ -18,8 +18,8 @@ pub use plan::Plan;
 
 use crate::state::State;
 use build::{
-    base_objects, grant_objects, group_objects, instance_objects, member_addresses,
-    member_elem, shard_objects,
+    base_objects, grant_objects, group_objects, instance_objects, member_addresses, member_elem,
+    shard_objects,
 };
 use plan::Obj;
 use std::collections::BTreeSet;

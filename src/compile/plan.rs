@@ -299,9 +299,12 @@ impl SetKeyType {
             SetKeyType::MarkIpv6 => (19 << CONCAT_TYPE_BITS) | 8,
         }
     }
-    /// Key length in bytes (concatenation fields are each padded to 4 bytes).
+    /// Key length in bytes (fields of a concatenation are each padded to 4 bytes).
     pub fn key_len(self) -> u32 {
-        self.field_lens().iter().map(|l| l.div_ceil(4) * 4).sum()
+        match self.field_lens() {
+            [one] => *one,
+            fields => fields.iter().map(|l| l.div_ceil(4) * 4).sum(),
+        }
     }
     /// Lengths of the fields of a concatenated key (one field for plain keys). Concatenated
     /// sets must declare them (`NFTA_SET_DESC_CONCAT`).
@@ -690,7 +693,15 @@ mod tests {
         for c in chains {
             assert_eq!(ChainName::parse(c.family(), &c.to_string()), Some(c), "{c}");
         }
-        for bad in ["grp_", "grp_01", "grp_1_", "inst_x", "spoof_-1", "other", "grp_1_2_3"] {
+        for bad in [
+            "grp_",
+            "grp_01",
+            "grp_1_",
+            "inst_x",
+            "spoof_-1",
+            "other",
+            "grp_1_2_3",
+        ] {
             assert_eq!(ChainName::parse(Family::Inet, bad), None, "{bad}");
         }
         let sets = [
@@ -719,8 +730,14 @@ mod tests {
             (SetKeyType::InetProto, Elem::Proto(6)),
             (SetKeyType::Mark, Elem::Mark(0x0012_3456)),
             (SetKeyType::IfName, Elem::ifname("tap1").unwrap()),
-            (SetKeyType::MarkIpv4, Elem::MarkV4(9, "10.0.0.1".parse().unwrap())),
-            (SetKeyType::MarkIpv6, Elem::MarkV6(9, "fd00::1".parse().unwrap())),
+            (
+                SetKeyType::MarkIpv4,
+                Elem::MarkV4(9, "10.0.0.1".parse().unwrap()),
+            ),
+            (
+                SetKeyType::MarkIpv6,
+                Elem::MarkV6(9, "fd00::1".parse().unwrap()),
+            ),
         ];
         for (t, e) in elems {
             let b = e.key_bytes();

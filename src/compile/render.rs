@@ -66,7 +66,10 @@ pub fn rule_body(rule: &RuleSpec) -> String {
                 format!("ct mark set ct mark and {:#010x} or {value:#010x}", !mask)
             }
             Stmt::SetMetaMark { mask, value } => {
-                format!("meta mark set meta mark and {:#010x} or {value:#010x}", !mask)
+                format!(
+                    "meta mark set meta mark and {:#010x} or {value:#010x}",
+                    !mask
+                )
             }
         });
     }
@@ -137,7 +140,11 @@ fn chain_header(c: &ChainSpec) -> Option<String> {
 }
 
 fn set_block(out: &mut String, plan: &Plan, s: &SetSpec) {
-    let kind = if s.name.is_verdict_map() { "map" } else { "set" };
+    let kind = if s.name.is_verdict_map() {
+        "map"
+    } else {
+        "set"
+    };
     let _ = writeln!(out, "\t{kind} {} {{", s.name);
     if s.name.is_verdict_map() {
         let _ = writeln!(out, "\t\ttype {} : verdict", s.key.nft_name());

@@ -3,6 +3,7 @@
 use super::plan::{ChainName, Key, Obj};
 use super::render::{render, render_chain};
 use super::*;
+use crate::config::{EstablishedOnRevoke, Mode};
 use crate::model::query::{decode_form, parse_action};
 use crate::model::{Action, OwnerId};
 use crate::state::State;
@@ -13,18 +14,33 @@ fn action(q: &str) -> Action {
     parse_action(&decode_form(q.as_bytes()).unwrap(), &owner).unwrap()
 }
 
+fn opts(mode: Mode, est: EstablishedOnRevoke) -> Options {
+    let mut o = Options::new("secgroupd");
+    o.mode = mode;
+    o.established = est;
+    o
+}
+
+fn routed_cut() -> Options {
+    opts(Mode::Routed, EstablishedOnRevoke::Cut)
+}
+
 /// Applies an action to state and plan, incrementally. Returns false if it was refused.
-fn step(state: &mut State, plan: &mut Plan, delta: &mut Delta, q: &str) -> bool {
+fn step_with(o: &Options, state: &mut State, plan: &mut Plan, delta: &mut Delta, q: &str) -> bool {
     match state.plan(&action(q)) {
         Ok((changes, _)) => {
             for c in &changes {
                 state.apply(c);
-                delta.apply(plan, state, c);
+                delta.apply(plan, o, state, c);
             }
             true
         }
         Err(_) => false,
     }
+}
+
+fn step(state: &mut State, plan: &mut Plan, delta: &mut Delta, q: &str) -> bool {
+    step_with(&routed_cut(), state, plan, delta, q)
 }
 
 const SAMPLE: &[&str] = &[
@@ -41,24 +57,26 @@ const SAMPLE: &[&str] = &[
     "Action=RegisterInstance&InstanceId=i-db1&Interface=tap2&IpAddress.1=10.1.2.2&GroupName.1=db&GroupName.2=web",
 ];
 
-fn sample() -> (State, Plan) {
+fn sample_with(o: &Options) -> (State, Plan) {
     let mut state = State::new();
-    let mut plan = compile(&state, "secgroupd");
+    let mut plan = compile(&state, o);
     let mut delta = Delta::new();
     for q in SAMPLE {
-        assert!(step(&mut state, &mut plan, &mut delta, q), "{q}");
+        assert!(step_with(o, &mut state, &mut plan, &mut delta, q), "{q}");
     }
     (state, plan)
 }
 
-#[test]
-fn golden_table() {
-    let (state, plan) = sample();
-    assert_eq!(plan, compile(&state, "secgroupd"));
+fn sample() -> (State, Plan) {
+    sample_with(&routed_cut())
+}
+
+fn golden(o: &Options, file: &str, golden: &str) {
+    let (state, plan) = sample_with(o);
+    assert_eq!(plan, compile(&state, o));
     let text = render(&plan);
-    let golden = include_str!("../../tests/golden/sample_table.nft");
     if text != golden && std::env::var_os("UPDATE_GOLDEN").is_some() {
-        std::fs::write("tests/golden/sample_table.nft", &text).unwrap();
+        std::fs::write(format!("tests/golden/{file}"), &text).unwrap();
         return;
     }
     assert_eq!(
@@ -68,33 +86,71 @@ fn golden_table() {
 }
 
 #[test]
-fn golden_group_chain() {
+fn golden_routed_cut() {
+    golden(
+        &routed_cut(),
+        "routed_cut.nft",
+        include_str!("../../tests/golden/routed_cut.nft"),
+    );
+}
+
+#[test]
+fn golden_bridged_keep() {
+    golden(
+        &opts(Mode::Bridged, EstablishedOnRevoke::Keep),
+        "bridged_keep.nft",
+        include_str!("../../tests/golden/bridged_keep.nft"),
+    );
+}
+
+#[test]
+fn group_chain_jumps_to_its_shard_and_every_grant_marks() {
     let (_, plan) = sample();
     assert_eq!(
         render_chain(&plan, ChainName::Group(1)),
-        "\
-meta nfproto ipv4 meta l4proto tcp th dport 80 counter accept comment \"grant 1: 000000000000/web tcp 80 from 0.0.0.0/0 #f002d039\"
-meta nfproto ipv4 ip saddr 10.0.0.0/8 meta l4proto tcp th dport 8000-8080 counter accept comment \"grant 2: 000000000000/web tcp 8000-8080 from 10.0.0.0/8 #9298e46d\"
-meta nfproto ipv4 ip saddr 192.168.1.0/24 meta l4proto udp counter accept comment \"grant 3: 000000000000/web udp 0-65535 from 192.168.1.0/24 #dbd54274\"
-meta nfproto ipv4 ip saddr 10.9.0.2/32 meta l4proto icmp counter accept comment \"grant 4: 000000000000/web icmp type -1 code -1 from 10.9.0.2/32 #e5a29c89\"
-meta nfproto ipv4 meta l4proto icmp icmp type 3 icmp code 4 counter accept comment \"grant 5: 000000000000/web icmp type 3 code 4 from 0.0.0.0/0 #86c0bf62\"
-meta nfproto ipv6 ip6 saddr fd00::/8 meta l4proto ipv6-icmp icmpv6 type 128 counter accept comment \"grant 6: 000000000000/web icmpv6 type 128 code -1 from fd00::/8 #16fdcd38\"
-"
+        "jump grp_1_0 comment \"shard 0: 000000000000/web shard 0 #ad93d730\"\n"
     );
+    let shard = render_chain(&plan, ChainName::Shard(1, 0));
+    assert_eq!(shard.lines().count(), 6);
+    assert!(
+        shard
+            .lines()
+            .all(|l| l.contains("counter ct mark set ct mark and 0xff000000 or 0x0000000")),
+        "{shard}"
+    );
+    assert!(shard.starts_with("meta nfproto ipv4 meta l4proto tcp th dport 80 counter ct mark set ct mark and 0xff000000 or 0x00000001 accept comment \"grant 1: 000000000000/web tcp 80 from 0.0.0.0/0 #"));
 }
 
 #[test]
 fn each_grant_is_one_rule_in_its_group_chain() {
     let (state, plan) = sample();
     for g in state.groups() {
-        assert_eq!(plan.rules(ChainName::Group(g.num)).count(), g.grants.len());
+        let rules: usize = plan
+            .rules(ChainName::Group(g.num))
+            .map(|j| match j.verdict {
+                plan::Verdict::Jump(shard) => plan.rules(shard).count(),
+                _ => 0,
+            })
+            .sum();
+        let expected: usize = g
+            .grants
+            .values()
+            .map(|gr| match gr.permission {
+                crate::model::IpPermission::Cidr { .. } => 1,
+                crate::model::IpPermission::GroupPair { .. } => 2,
+            })
+            .sum();
+        assert_eq!(
+            rules, expected,
+            "one rule per CIDR grant, one per family per pair"
+        );
     }
 }
 
 #[test]
 fn comments_are_short_unique_and_quotable() {
     let mut state = State::new();
-    let mut plan = compile(&state, "t");
+    let mut plan = compile(&state, &routed_cut());
     let mut d = Delta::new();
     let long = "x\"\\".repeat(80);
     assert!(step(
@@ -160,9 +216,11 @@ fn a_revoke_touches_one_key() {
         "Action=RevokeSecurityGroupIngress&GroupName=web&IpProtocol=tcp&FromPort=80&ToPort=80&CidrIp=0.0.0.0/0"
     ));
     let diffs: Vec<_> = d.differences(&plan).collect();
-    assert_eq!(diffs.len(), 1);
-    assert!(matches!(diffs[0].key, Key::Rule(ChainName::Group(1), _)));
-    assert!(diffs[0].after.is_none());
+    // The rule, and its live mark (cut mode).
+    assert_eq!(diffs.len(), 2, "{diffs:?}");
+    assert!(matches!(diffs[0].key, Key::Elem(plan::SetName::Live, _)));
+    assert!(matches!(diffs[1].key, Key::Rule(ChainName::Shard(1, 0), _)));
+    assert!(diffs.iter().all(|d| d.after.is_none()));
 }
 
 /// A small universe of actions so that random sequences hit every interaction.
@@ -198,28 +256,159 @@ fn any_action() -> impl Strategy<Value = String> {
     ]
 }
 
+fn any_options() -> impl Strategy<Value = Options> {
+    (
+        prop_oneof![Just(Mode::Routed), Just(Mode::Bridged)],
+        prop_oneof![
+            Just(EstablishedOnRevoke::Cut),
+            Just(EstablishedOnRevoke::Keep)
+        ],
+    )
+        .prop_map(|(m, e)| opts(m, e))
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(300))]
 
     /// Applying changes one by one to a plan gives exactly the plan compiled from scratch,
-    /// and rolling the delta back gives the plan we started from.
+    /// and rolling the delta back gives the plan we started from, in every mode.
     #[test]
-    fn incremental_equals_full(setup in proptest::collection::vec(any_action(), 0..30),
+    fn incremental_equals_full(o in any_options(),
+                               setup in proptest::collection::vec(any_action(), 0..30),
                                batch in proptest::collection::vec(any_action(), 1..10)) {
         let mut state = State::new();
-        let mut plan = compile(&state, "t");
+        let mut plan = compile(&state, &o);
         let mut d = Delta::new();
         for q in &setup {
-            step(&mut state, &mut plan, &mut d, q);
+            step_with(&o, &mut state, &mut plan, &mut d, q);
         }
-        prop_assert_eq!(&plan, &compile(&state, "t"));
+        prop_assert_eq!(&plan, &compile(&state, &o));
         let before = plan.clone();
         let mut d = Delta::new();
         for q in &batch {
-            step(&mut state, &mut plan, &mut d, q);
+            step_with(&o, &mut state, &mut plan, &mut d, q);
         }
-        prop_assert_eq!(&plan, &compile(&state, "t"));
+        prop_assert_eq!(&plan, &compile(&state, &o));
         d.rollback(&mut plan);
         prop_assert_eq!(plan, before);
     }
+}
+
+#[test]
+fn shards_hold_at_most_shard_size_rules_and_empty_ones_go() {
+    let o = routed_cut();
+    let mut state = State::new();
+    let mut plan = compile(&state, &o);
+    let mut d = Delta::new();
+    assert!(step(
+        &mut state,
+        &mut plan,
+        &mut d,
+        "Action=CreateSecurityGroup&GroupName=big&GroupDescription=d"
+    ));
+    let n = crate::state::SHARD_SIZE + 10;
+    for p in 1..=n {
+        assert!(step(
+            &mut state,
+            &mut plan,
+            &mut d,
+            &format!(
+                "Action=AuthorizeSecurityGroupIngress&GroupName=big&IpProtocol=tcp&FromPort={p}&ToPort={p}&CidrIp=0.0.0.0/0"
+            )
+        ));
+    }
+    assert_eq!(
+        plan.rules(ChainName::Shard(1, 0)).count(),
+        crate::state::SHARD_SIZE as usize
+    );
+    assert_eq!(plan.rules(ChainName::Shard(1, 1)).count(), 10);
+    assert_eq!(plan.rules(ChainName::Group(1)).count(), 2);
+    for p in (crate::state::SHARD_SIZE + 1)..=n {
+        assert!(step(
+            &mut state,
+            &mut plan,
+            &mut d,
+            &format!(
+                "Action=RevokeSecurityGroupIngress&GroupName=big&IpProtocol=tcp&FromPort={p}&ToPort={p}&CidrIp=0.0.0.0/0"
+            )
+        ));
+    }
+    assert!(!plan.objs.contains_key(&Key::Chain(ChainName::Shard(1, 1))));
+    assert_eq!(plan.rules(ChainName::Group(1)).count(), 1);
+    assert_eq!(plan, compile(&state, &o));
+}
+
+#[test]
+fn explain_and_overlaps() {
+    use crate::model::{PacketProbe, Protocol};
+    let (state, plan) = sample();
+    let probe = |src: &str, proto: Protocol, port: Option<u16>, icmp: Option<u8>| PacketProbe {
+        instance: crate::model::InstanceId::parse("i", "i-web1").unwrap(),
+        source: src.parse().unwrap(),
+        protocol: proto,
+        port,
+        icmp_type: icmp,
+        icmp_code: icmp.map(|_| 0),
+    };
+    let e = explain::explain(
+        &plan,
+        &state,
+        &probe("10.9.0.2", Protocol::Tcp, Some(80), None),
+    )
+    .unwrap();
+    assert_eq!(e.admitted_by.len(), 1, "{e:?}");
+    assert!(e.admitted_by[0].1.to_string().contains("tcp 80"));
+    let e = explain::explain(
+        &plan,
+        &state,
+        &probe("10.9.0.2", Protocol::Tcp, Some(81), None),
+    )
+    .unwrap();
+    assert!(e.admitted_by.is_empty());
+    let e = explain::explain(
+        &plan,
+        &state,
+        &probe("10.1.2.3", Protocol::Tcp, Some(8000), None),
+    )
+    .unwrap();
+    assert_eq!(e.admitted_by.len(), 1, "10.0.0.0/8 tcp 8000-8080");
+    // i-db1 is in db (pair from web) and web: a packet from i-web1's address is admitted
+    // by the pair.
+    let mut p = probe("10.1.1.2", Protocol::Udp, Some(9999), None);
+    p.instance = crate::model::InstanceId::parse("i", "i-db1").unwrap();
+    let e = explain::explain(&plan, &state, &p).unwrap();
+    assert_eq!(e.admitted_by.len(), 1);
+    assert!(e.admitted_by[0].1.to_string().contains("all from group"));
+
+    // Overlaps: revoking web's tcp 8000-8080 from 10.0.0.0/8 while tcp 80 from 0.0.0.0/0
+    // exists: no overlap (ports differ). Revoking udp from 192.168.1.0/24: none either.
+    let web = crate::model::GroupKey {
+        owner: crate::model::OwnerId::parse("o", "000000000000").unwrap(),
+        name: crate::model::GroupName::parse("g", "web").unwrap(),
+    };
+    let Action::RevokeSecurityGroupIngress { permission, .. } = action(
+        "Action=RevokeSecurityGroupIngress&GroupName=web&IpProtocol=tcp&FromPort=80&ToPort=80&CidrIp=10.9.0.0/24",
+    ) else {
+        unreachable!()
+    };
+    let o = explain::overlaps(&state, &web, &permission);
+    assert_eq!(o.len(), 1, "{o:?}");
+    assert!(
+        o[0].full,
+        "tcp 80 from 0.0.0.0/0 covers tcp 80 from 10.9.0.0/24"
+    );
+    let Action::RevokeSecurityGroupIngress { permission, .. } = action(
+        "Action=RevokeSecurityGroupIngress&GroupName=web&IpProtocol=tcp&FromPort=70&ToPort=90&CidrIp=0.0.0.0/0",
+    ) else {
+        unreachable!()
+    };
+    let o = explain::overlaps(&state, &web, &permission);
+    // tcp 80 of web, and db's pair from web (i-db1 is in both groups).
+    assert_eq!(o.len(), 2, "{o:?}");
+    assert!(
+        o.iter().all(|o| !o.full),
+        "each admits only part of tcp 70-90 from anywhere"
+    );
+    assert!(o.iter().any(|o| o.group.name.as_str() == "db"
+        && o.instances.iter().map(|i| i.as_str()).collect::<Vec<_>>() == ["i-db1"]));
 }

@@ -147,6 +147,7 @@ impl Table {
             }
             Op::DelChain(c) => self.del_chain(&c.to_string())?,
             Op::DelForeignChain(_, name) => self.del_chain(name)?,
+            Op::FlushChain(_, name) => self.chain(name).ok_or(libc::ENOENT)?.rules.clear(),
             Op::AddSet(s) => {
                 let name = s.name.to_string();
                 if !self.sets.iter().any(|x| x.name == name) {
@@ -313,7 +314,11 @@ impl FakeBackend {
         let mut k = self.kernel.lock().expect("fake kernel lock");
         let mut handles = vec![];
         for op in ops {
-            let _ = k.tables.entry(op.family()).or_default().apply(op, &mut handles);
+            let _ = k
+                .tables
+                .entry(op.family())
+                .or_default()
+                .apply(op, &mut handles);
         }
         k.genid += 1;
     }
@@ -338,8 +343,23 @@ impl FakeBackend {
     /// Simulates `nft delete rule ... handle H` by another program.
     pub fn delete_rule(&self, chain: &str, handle: u64) {
         let mut k = self.kernel.lock().expect("fake kernel lock");
-        let _ = k.tables.entry(Family::Inet).or_default().del_rule(chain, handle);
+        let _ = k
+            .tables
+            .entry(Family::Inet)
+            .or_default()
+            .del_rule(chain, handle);
         k.genid += 1;
+    }
+
+    /// `(key, target chain)` of the elements of a verdict map of the inet table.
+    pub fn map(&self, set: &str) -> Vec<(Vec<u8>, Option<String>)> {
+        let k = self.kernel.lock().expect("fake kernel lock");
+        k.inet()
+            .sets
+            .iter()
+            .find(|s| s.name == set)
+            .map(|s| s.elems.clone())
+            .unwrap_or_default()
     }
 
     /// Element keys of a set of the inet table.

@@ -43,6 +43,9 @@ pub enum Op {
         chain: String,
         handle: u64,
     },
+    /// Delete every rule of a chain (drift repair: emptied before chains are deleted, so
+    /// that references between chains being deleted do not matter).
+    FlushChain(Family, String),
     /// Delete a chain secgroupd does not know by name, with its rules (drift repair).
     DelForeignChain(Family, String),
     /// Delete a set secgroupd does not know by name (drift repair).
@@ -61,6 +64,7 @@ impl Op {
             Op::AddRule(r, _) => r.chain.family(),
             Op::DelRule { chain, .. } => chain.family(),
             Op::DelForeignRule { family, .. }
+            | Op::FlushChain(family, _)
             | Op::DelForeignChain(family, _)
             | Op::DelForeignSet(family, _) => *family,
         }

@@ -6,9 +6,7 @@
 
 use super::ops::Batch;
 use super::view::KernelView;
-use crate::compile::plan::{
-    ChainName, ChainSpec, Elem, Family, Key, Obj, Plan, RuleId, SetName,
-};
+use crate::compile::plan::{ChainName, ChainSpec, Elem, Family, Key, Obj, Plan, RuleId, SetName};
 use crate::nft::{KernelTable, Op, Position};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -41,7 +39,10 @@ fn create_family(b: &mut Batch, plan: &Plan, family: Family, replace: bool) {
         b.ops.push(Op::DelTable(family));
     }
     b.ops.push(Op::AddTable(family));
-    let chains: Vec<&ChainSpec> = plan.chains().filter(|c| c.name.family() == family).collect();
+    let chains: Vec<&ChainSpec> = plan
+        .chains()
+        .filter(|c| c.name.family() == family)
+        .collect();
     b.ops.extend(chains.iter().map(|c| Op::AddChain(**c)));
     for s in plan.sets().filter(|s| s.name.family() == family) {
         b.ops.push(Op::AddSet(*s));
@@ -68,7 +69,10 @@ fn structural_mismatch(kernel: &KernelTable, plan: &Plan) -> Option<String> {
             && let Some(Obj::Chain(spec)) = plan.objs.get(&Key::Chain(c))
             && !chain_matches(spec, kc.hook)
         {
-            return Some(format!("chain {} has the wrong hook, priority or policy", kc.name));
+            return Some(format!(
+                "chain {} has the wrong hook, priority or policy",
+                kc.name
+            ));
         }
     }
     for ks in &kernel.sets {
@@ -98,7 +102,8 @@ fn sync_family(out: &mut SyncPlan, kernel: &KernelTable, plan: &Plan) {
     let fam = f.as_str();
     if !plan.uses(f) {
         if kernel.exists {
-            out.repairs.push(format!("{fam} table not needed in this mode: deleted"));
+            out.repairs
+                .push(format!("{fam} table not needed in this mode: deleted"));
             out.batch.ops.push(Op::DelTable(f));
         }
         return;
@@ -118,6 +123,7 @@ fn sync_family(out: &mut SyncPlan, kernel: &KernelTable, plan: &Plan) {
     let repairs = &mut out.repairs;
     let mut del_rules = Vec::new();
     let mut del_chains = Vec::new();
+    let mut flush_chains = Vec::new();
     let mut del_sets = Vec::new();
     let mut view = KernelView::default();
 
@@ -129,7 +135,13 @@ fn sync_family(out: &mut SyncPlan, kernel: &KernelTable, plan: &Plan) {
                 kernel_chains.insert(c);
             }
             None => {
-                repairs.push(format!("{fam} chain {} is not in the plan: deleted", kc.name));
+                repairs.push(format!(
+                    "{fam} chain {} is not in the plan: deleted",
+                    kc.name
+                ));
+                if !kc.rules.is_empty() {
+                    flush_chains.push(Op::FlushChain(f, kc.name.clone()));
+                }
                 del_chains.push(Op::DelForeignChain(f, kc.name.clone()));
             }
         }
@@ -179,7 +191,10 @@ fn sync_family(out: &mut SyncPlan, kernel: &KernelTable, plan: &Plan) {
         // Keys that do not even parse for this set type are stray too.
         let unparsable = ks.elems.len() - have.len();
         if unparsable > 0 {
-            repairs.push(format!("{fam} set {}: {unparsable} unreadable elements left", ks.name));
+            repairs.push(format!(
+                "{fam} set {}: {unparsable} unreadable elements left",
+                ks.name
+            ));
         }
         if !a.is_empty() || !d.is_empty() {
             repairs.push(format!(
@@ -259,15 +274,23 @@ fn sync_family(out: &mut SyncPlan, kernel: &KernelTable, plan: &Plan) {
             }
         }
         if !adds.is_empty() {
-            repairs.push(format!("{fam} chain {}: {} rules missing", c.name, adds.len()));
+            repairs.push(format!(
+                "{fam} chain {}: {} rules missing",
+                c.name,
+                adds.len()
+            ));
         }
         for (r, pos) in adds.into_iter().rev() {
             b.added.push((r.chain, r.id));
             b.ops.push(Op::AddRule((*r).clone(), pos));
         }
     }
+    // Deletions: stale rules and elements, then the chains to delete are emptied, then
+    // stale sets and maps go (no rule refers to them any more), then the chains (no rule
+    // or map element jumps to them any more), whatever referred to what.
     b.ops.extend(del_rules);
     b.ops.extend(del);
-    b.ops.extend(del_chains);
+    b.ops.extend(flush_chains);
     b.ops.extend(del_sets);
+    b.ops.extend(del_chains);
 }

@@ -55,7 +55,12 @@ const REVOKE_80: &str = "Action=RevokeSecurityGroupIngress&GroupName=web&IpProto
 fn started() -> (Reconciler, FakeBackend, LogStore) {
     let fake = FakeBackend::new();
     let store = LogStore::default();
-    let mut r = Reconciler::start(Box::new(store.clone()), Box::new(fake.clone()), "t").unwrap();
+    let mut r = Reconciler::start(
+        Box::new(store.clone()),
+        Box::new(fake.clone()),
+        crate::compile::Options::new("t"),
+    )
+    .unwrap();
     let actions: Vec<Action> = SETUP.iter().map(|q| action(q)).collect();
     for res in r.process(&actions) {
         res.unwrap();
@@ -77,8 +82,9 @@ fn start_creates_the_table_and_a_batch_is_one_commit() {
     // One commit at start (table), one for the whole batch of setup actions.
     assert_eq!(commits(&fake), 2);
     assert_eq!(*store.commits.lock().unwrap(), 1);
-    assert_eq!(fake.rules("grp_1").len(), 2);
-    assert_eq!(fake.rules("dispatch").len(), 2);
+    assert_eq!(fake.rules("grp_1").len(), 1, "one shard");
+    assert_eq!(fake.rules("grp_1_0").len(), 2);
+    assert_eq!(fake.map("dispatch_out").len(), 2);
     assert_eq!(fake.elems("m4_1"), vec![vec![10, 1, 1, 2]]);
     assert_eq!(r.state().grant_count(), 3);
 }
@@ -87,15 +93,21 @@ fn start_creates_the_table_and_a_batch_is_one_commit() {
 fn a_revoke_deletes_exactly_one_rule_by_handle() {
     let (mut r, fake, _) = started();
     let before = fake.all_handles();
-    let victim = fake.rules("grp_1")[0].0;
+    let victim = fake.rules("grp_1_0")[0].0;
     let res = r.process(&[action(REVOKE_80)]);
     assert!(res[0].is_ok());
     assert_eq!(
         last_batch(&fake),
-        vec![Op::DelRule {
-            chain: crate::compile::plan::ChainName::Group(1),
-            handle: victim
-        }]
+        vec![
+            Op::DelRule {
+                chain: crate::compile::plan::ChainName::Shard(1, 0),
+                handle: victim
+            },
+            Op::DelElems(
+                crate::compile::plan::SetName::Live,
+                vec![crate::compile::plan::Elem::Mark(1)]
+            )
+        ]
     );
     let after = fake.all_handles();
     let expected: Vec<u64> = before.into_iter().filter(|h| *h != victim).collect();
@@ -171,7 +183,12 @@ fn restart_keeps_every_handle() {
     let handles = fake.all_handles();
     let n = commits(&fake);
     drop(r);
-    let r2 = Reconciler::start(Box::new(store), Box::new(fake.clone()), "t").unwrap();
+    let r2 = Reconciler::start(
+        Box::new(store),
+        Box::new(fake.clone()),
+        crate::compile::Options::new("t"),
+    )
+    .unwrap();
     assert_eq!(commits(&fake), n, "nothing to do");
     assert_eq!(fake.all_handles(), handles);
     assert_eq!(r2.state().grant_count(), 3);
@@ -181,24 +198,29 @@ fn restart_keeps_every_handle() {
 fn restart_repairs_only_what_differs() {
     let (r, fake, store) = started();
     drop(r);
-    let grp = fake.rules("grp_1");
-    fake.delete_rule("grp_1", grp[1].0);
-    fake.add_foreign_rule("grp_1", Some("not ours"));
-    fake.add_foreign_rule("dispatch", None);
+    let grp = fake.rules("grp_1_0");
+    fake.delete_rule("grp_1_0", grp[1].0);
+    fake.add_foreign_rule("grp_1_0", Some("not ours"));
+    fake.add_foreign_rule("inst_1", None);
     let keep: Vec<u64> = fake
         .all_handles()
         .into_iter()
         .filter(|h| *h != grp[1].0)
         .collect();
-    let _r2 = Reconciler::start(Box::new(store), Box::new(fake.clone()), "t").unwrap();
+    let _r2 = Reconciler::start(
+        Box::new(store),
+        Box::new(fake.clone()),
+        crate::compile::Options::new("t"),
+    )
+    .unwrap();
     let now = fake.all_handles();
     // Our rules kept their handles; the deleted one is back with a new handle; the
     // foreign ones are gone.
-    let grp_after = fake.rules("grp_1");
+    let grp_after = fake.rules("grp_1_0");
     assert_eq!(grp_after.len(), 2);
     assert_eq!(grp_after[0], grp[0]);
     assert_eq!(grp_after[1].1, grp[1].1);
-    assert_eq!(fake.rules("dispatch").len(), 2);
+    assert_eq!(fake.rules("inst_1").len(), 2, "jump to web, then drop");
     for h in keep.iter().take(keep.len() - 2) {
         assert!(now.contains(h), "handle {h} kept");
     }
@@ -207,10 +229,10 @@ fn restart_repairs_only_what_differs() {
 #[test]
 fn a_foreign_change_between_commits_is_repaired_before_the_next() {
     let (mut r, fake, _) = started();
-    fake.add_foreign_rule("grp_1", Some("sneaky accept"));
+    fake.add_foreign_rule("grp_1_0", Some("sneaky accept"));
     let res = r.process(&[action(REVOKE_80)]);
     assert!(res[0].is_ok());
-    let rules = fake.rules("grp_1");
+    let rules = fake.rules("grp_1_0");
     assert_eq!(rules.len(), 1, "{rules:?}");
     assert!(rules[0].1.contains("tcp 443"));
 }
@@ -225,13 +247,12 @@ fn deregister_and_delete_group_clean_up() {
     ]);
     assert!(res.iter().all(Result::is_ok), "{res:?}");
     assert!(fake.rules("inst_2").is_empty());
-    assert_eq!(fake.rules("dispatch").len(), 1);
-    let k = fake.clone().dump("t").unwrap();
-    assert!(
-        !k.chains
-            .iter()
-            .any(|c| c.name == "grp_2" || c.name == "src_2")
-    );
+    assert_eq!(fake.map("dispatch_out").len(), 1);
+    let k = fake
+        .clone()
+        .dump("t", crate::compile::plan::Family::Inet)
+        .unwrap();
+    assert!(!k.chains.iter().any(|c| c.name.starts_with("grp_2")));
     assert!(!k.sets.iter().any(|s| s.name == "m4_2"));
     // A chain created and deleted within one batch never reaches the kernel.
     let n = commits(&fake);
@@ -328,4 +349,118 @@ async fn batches_are_capped() {
     let b = rec.batches.lock().unwrap().clone();
     assert_eq!(b.iter().sum::<usize>(), MAX_BATCH + 10);
     assert!(b.iter().all(|n| *n <= MAX_BATCH), "{b:?}");
+}
+
+fn started_with(o: crate::compile::Options) -> (Reconciler, FakeBackend) {
+    let fake = FakeBackend::new();
+    let mut r =
+        Reconciler::start(Box::new(LogStore::default()), Box::new(fake.clone()), o).unwrap();
+    let actions: Vec<Action> = SETUP.iter().map(|q| action(q)).collect();
+    for res in r.process(&actions) {
+        res.unwrap();
+    }
+    (r, fake)
+}
+
+#[test]
+fn bridged_mode_uses_both_tables_and_switching_modes_cleans_up() {
+    let mut o = crate::compile::Options::new("t");
+    o.mode = crate::config::Mode::Bridged;
+    let (r, fake) = started_with(o.clone());
+    let k = fake
+        .clone()
+        .dump("t", crate::compile::plan::Family::Bridge)
+        .unwrap();
+    assert!(k.exists);
+    assert!(k.chains.iter().any(|c| c.name == "mark_1"));
+    assert_eq!(fake.map("dispatch_mark").len(), 2);
+    drop(r);
+    // Restart in routed mode: the bridge table goes, the inet table is repaired.
+    let store = LogStore::default();
+    let mut r = Reconciler::start(
+        Box::new(store),
+        Box::new(fake.clone()),
+        crate::compile::Options::new("t"),
+    )
+    .unwrap();
+    let k = fake
+        .clone()
+        .dump("t", crate::compile::plan::Family::Bridge)
+        .unwrap();
+    assert!(!k.exists);
+    assert!(r.process(&[action("Action=DescribeSecurityGroups")])[0].is_ok());
+}
+
+#[test]
+fn a_member_leaving_removes_exactly_its_live_pair_elements() {
+    let (mut r, fake) = started_with(crate::compile::Options::new("t"));
+    // db admits the members of web: i-1 (10.1.1.2).
+    assert_eq!(fake.elems("live_pairs4").len(), 1);
+    let res = r.process(&[action(
+        "Action=AddGroupMembers&GroupName=web&IpAddress.1=10.5.0.1&IpAddress.2=10.5.0.2",
+    )]);
+    assert!(res[0].is_ok());
+    assert_eq!(fake.elems("live_pairs4").len(), 3);
+    assert_eq!(fake.elems("m4_1").len(), 3);
+    let res = r.process(&[action(
+        "Action=RemoveGroupMembers&GroupName=web&IpAddress.1=10.5.0.1",
+    )]);
+    assert!(res[0].is_ok());
+    assert_eq!(
+        last_batch(&fake).len(),
+        2,
+        "one element out of the member set, one out of live_pairs4: {:?}",
+        last_batch(&fake)
+    );
+    let res = r.process(&[action("Action=DeregisterInstance&InstanceId=i-1")]);
+    assert!(res[0].is_ok());
+    assert_eq!(fake.elems("live_pairs4").len(), 1, "only 10.5.0.2 is left");
+}
+
+#[test]
+fn modify_groups_swaps_jumps_in_one_batch() {
+    let (mut r, fake) = started_with(crate::compile::Options::new("t"));
+    let n = commits(&fake);
+    let res = r.process(&[action(
+        "Action=ModifyInstanceGroups&InstanceId=i-1&GroupName.1=db",
+    )]);
+    assert!(res[0].is_ok(), "{res:?}");
+    assert_eq!(commits(&fake), n + 1);
+    let rules = fake.rules("inst_1");
+    assert_eq!(rules.len(), 2);
+    assert!(rules[0].1.contains("group 000000000000/db"), "{rules:?}");
+}
+
+#[test]
+fn status_explain_and_overlaps_are_answered() {
+    let (mut r, _fake) = started_with(crate::compile::Options::new("t"));
+    let res = r.process(&[action("Action=GetStatus")]);
+    let Ok(Reply::Status(s)) = &res[0] else {
+        panic!("{res:?}")
+    };
+    assert_eq!((s.groups, s.permissions, s.instances), (2, 3, 2));
+    assert!(s.rules > 0 && s.generation >= 1);
+    let res = r.process(&[action(
+        "Action=ExplainPacket&InstanceId=i-1&SourceIp=10.9.0.2&IpProtocol=tcp&Port=443",
+    )]);
+    let Ok(Reply::Explained(e)) = &res[0] else {
+        panic!("{res:?}")
+    };
+    assert_eq!(e.admitted_by.len(), 1);
+    let res = r.process(&[action(
+        "Action=ExplainPacket&InstanceId=i-404&SourceIp=10.9.0.2&IpProtocol=tcp&Port=443",
+    )]);
+    assert_eq!(
+        res[0].as_ref().unwrap_err().codes(),
+        vec![ErrorCode::InstanceNotFound]
+    );
+    let res = r.process(&[
+        action("Action=AuthorizeSecurityGroupIngress&GroupName=web&IpProtocol=tcp&FromPort=0&ToPort=65535&CidrIp=0.0.0.0/0"),
+        action(REVOKE_80),
+    ]);
+    let Ok(Reply::Revoked { overlaps }) = &res[1] else {
+        panic!("{res:?}")
+    };
+    assert_eq!(overlaps.len(), 1);
+    assert!(overlaps[0].full);
 }

@@ -136,7 +136,10 @@ impl State {
                 }
             }
             if i.slot == 0 || i.slot > MAX_SLOT || s.slots.contains(&i.slot) {
-                return Err(format!("instance {} has slot {}, invalid or taken", i.spec.id, i.slot));
+                return Err(format!(
+                    "instance {} has slot {}, invalid or taken",
+                    i.spec.id, i.slot
+                ));
             }
             s.apply(&Change::RegisterInstance {
                 num: i.num,

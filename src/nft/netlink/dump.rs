@@ -270,7 +270,8 @@ impl Reader<'_> {
                     if unsafe { sys::nftnl_set_elems_nlmsg_parse(m.as_ptr(), s.ptr()) } < 0 {
                         return Err(NftError::Protocol("unparsable set element message".into()));
                     }
-                    set.elems.extend(s.elem_keys().into_iter().map(|k| (k, None)));
+                    set.elems
+                        .extend(s.elem_keys().into_iter().map(|k| (k, None)));
                     Ok(())
                 },
             )?;

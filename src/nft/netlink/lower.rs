@@ -184,10 +184,11 @@ mod tests {
 
     fn rule(matches: Vec<Match>, verdict: Verdict) -> RuleSpec {
         RuleSpec {
-            chain: ChainName::Dispatch,
+            chain: ChainName::Forward,
             id: RuleId::Head(0),
             matches,
             counter: true,
+            stmts: vec![],
             verdict,
             comment: "c".into(),
         }

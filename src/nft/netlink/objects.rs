@@ -101,6 +101,12 @@ impl Encoder {
             Op::AddChain(spec) => self.add_chain(slot, spec)?,
             Op::DelChain(name) => self.del_chain(slot, &name.to_string())?,
             Op::DelForeignChain(_, name) => self.del_chain(slot, name)?,
+            Op::FlushChain(_, name) => {
+                // A DELRULE naming only table and chain deletes every rule of the chain.
+                let c = Chain::new(cstring(name.clone())?, &self.table);
+                let r = Rule::new(&c);
+                self.batch.push_msg(slot, &r, MsgType::Del, 0, 0);
+            }
             Op::AddSet(spec) => self.add_set(slot, spec)?,
             Op::DelSet(name) => self.del_set(slot, &name.to_string())?,
             Op::DelForeignSet(_, name) => self.del_set(slot, name)?,
@@ -273,6 +279,7 @@ pub(super) fn describe(op: &Op) -> String {
         Op::DelForeignRule { chain, handle, .. } => {
             format!("delete foreign rule {handle} of chain {chain:?}")
         }
+        Op::FlushChain(_, c) => format!("flush chain {c:?}"),
         Op::DelForeignChain(_, c) => format!("delete foreign chain {c:?}"),
         Op::DelForeignSet(_, s) => format!("delete foreign set {s:?}"),
     }

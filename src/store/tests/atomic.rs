@@ -221,6 +221,7 @@ fn contradictions_are_refused() {
             i.num = s.counters().next_instance;
             Change::RegisterInstance {
                 num: i.num,
+                slot: 99,
                 spec: i.spec,
             }
         },
@@ -237,6 +238,7 @@ fn contradictions_are_refused() {
             i.spec.interface = InterfaceName::parse("if", "tap9").expect("if");
             Change::RegisterInstance {
                 num: s.counters().next_instance,
+                slot: 99,
                 spec: i.spec,
             }
         },
@@ -254,6 +256,7 @@ fn contradictions_are_refused() {
             };
             Change::RegisterInstance {
                 num: s.counters().next_instance,
+                slot: 99,
                 spec,
             }
         },
