@@ -4,8 +4,9 @@
 use anyhow::{Context, Result};
 use clap::Parser;
 use secgroupd::compile::{Options, compile, render::render};
-use secgroupd::config::Config;
+use secgroupd::config::{Config, Mode};
 use secgroupd::control::{ServeOptions, bind_control_socket, serve};
+use secgroupd::nft::monitor::{Monitor, Seen};
 use secgroupd::nft::netlink::NetlinkBackend;
 use secgroupd::reconcile::{self, Reconciler, ThreadWorker};
 use secgroupd::store::{SqliteStore, Store};
@@ -13,7 +14,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 use tokio::signal::unix::{SignalKind, signal};
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 /// EC2-style security groups enforced with nftables.
 #[derive(Parser, Debug)]
@@ -65,6 +66,9 @@ fn run(cli: Cli) -> Result<()> {
         return Ok(());
     }
 
+    if config.mode == Mode::Bridged {
+        check_bridge_netfilter()?;
+    }
     let started = Instant::now();
     let store = SqliteStore::open(&config.state_dir)
         .with_context(|| format!("opening the state store in {}", config.state_dir.display()))?;
@@ -95,6 +99,7 @@ async fn serve_until_signal(config: Config, reconciler: Reconciler) -> Result<()
         ThreadWorker::new(reconciler),
         Duration::from_millis(config.propagation_delay_ms),
     );
+    watch_for_drift(&config.table, handle.clone())?;
     let listener = bind_control_socket(&config.socket).context("binding the control socket")?;
     info!(socket = %config.socket.display(), "ready");
 
@@ -115,5 +120,62 @@ async fn serve_until_signal(config: Config, reconciler: Reconciler) -> Result<()
     .await;
     let _ = std::fs::remove_file(&config.socket);
     info!("stopped; the kernel rules stay in place");
+    Ok(())
+}
+
+/// Bridged mode relies on br_netfilter passing bridged IP traffic through the inet
+/// hooks; without it nothing would be filtered. Refuse to start rather than fail open.
+fn check_bridge_netfilter() -> Result<()> {
+    for key in ["bridge-nf-call-iptables", "bridge-nf-call-ip6tables"] {
+        let path = format!("/proc/sys/net/bridge/{key}");
+        let value = std::fs::read_to_string(&path).map_err(|e| {
+            anyhow::anyhow!(
+                "mode = \"bridged\" needs br_netfilter, but {path} cannot be read ({e}): \
+                 load the module (modprobe br_netfilter) and set net.bridge.{key}=1"
+            )
+        })?;
+        if value.trim() != "1" {
+            anyhow::bail!(
+                "mode = \"bridged\" needs net.bridge.{key}=1 (it is {}): bridged traffic \
+                 would not be filtered; refusing to start",
+                value.trim()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Repairs secgroupd's tables when anything else changes them: a thread waits for
+/// nftables events and asks the reconciler to re-read and repair.
+fn watch_for_drift(table: &str, handle: reconcile::Handle) -> Result<()> {
+    let mut monitor =
+        Monitor::new(table, Duration::from_secs(1)).context("subscribing to nftables events")?;
+    let rt = tokio::runtime::Handle::current();
+    std::thread::Builder::new()
+        .name("drift-monitor".into())
+        .spawn(move || {
+            loop {
+                match monitor.wait() {
+                    Ok(Seen::Nothing) => continue,
+                    Ok(seen) => {
+                        let t = Instant::now();
+                        match rt.block_on(handle.resync()) {
+                            Ok(repairs) if repairs.is_empty() => {}
+                            Ok(repairs) => warn!(
+                                cause = ?seen,
+                                elapsed_ms = t.elapsed().as_millis() as u64,
+                                "another program changed the table: repaired {} differences",
+                                repairs.len()
+                            ),
+                            Err(e) => error!("repairing the table failed: {e}"),
+                        }
+                    }
+                    Err(e) => {
+                        error!("nftables event monitor failed: {e}; drift repair stopped");
+                        return;
+                    }
+                }
+            }
+        })?;
     Ok(())
 }

@@ -2,6 +2,7 @@
 //! reconciler can be tested against an in-memory fake.
 
 pub mod fake;
+pub mod monitor;
 pub mod netlink;
 
 use crate::compile::plan::{ChainName, ChainSpec, Elem, Family, RuleSpec, SetName, SetSpec};

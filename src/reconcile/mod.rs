@@ -24,9 +24,16 @@ const QUEUE: usize = 4096;
 
 type Answer = Result<Reply, ApiErrors>;
 
-struct Command {
-    action: Action,
-    reply: oneshot::Sender<Answer>,
+/// The outcome of a repair: what differed (empty if nothing did).
+pub type Repairs = Result<Vec<String>, String>;
+
+enum Command {
+    Act {
+        action: Action,
+        reply: oneshot::Sender<Answer>,
+    },
+    /// Re-read the kernel and repair by rule identity (drift).
+    Resync(oneshot::Sender<Repairs>),
 }
 
 /// Something that processes a batch of actions (the reconciler on its thread, or a fake
@@ -36,21 +43,38 @@ pub trait Worker: Send + 'static {
         &mut self,
         actions: Vec<Action>,
     ) -> impl std::future::Future<Output = Vec<Answer>> + Send;
+
+    /// Re-reads the kernel and repairs every difference with the plan.
+    fn resync(&mut self) -> impl std::future::Future<Output = Repairs> + Send {
+        async { Ok(vec![]) }
+    }
+}
+
+enum Job {
+    Process(Vec<Action>, oneshot::Sender<Vec<Answer>>),
+    Resync(oneshot::Sender<Repairs>),
 }
 
 /// Runs a [`Reconciler`] on a dedicated thread: its store and netlink calls block.
 pub struct ThreadWorker {
-    tx: std::sync::mpsc::Sender<(Vec<Action>, oneshot::Sender<Vec<Answer>>)>,
+    tx: std::sync::mpsc::Sender<Job>,
 }
 
 impl ThreadWorker {
     pub fn new(mut reconciler: Reconciler) -> Self {
-        let (tx, rx) = std::sync::mpsc::channel::<(Vec<Action>, oneshot::Sender<Vec<Answer>>)>();
+        let (tx, rx) = std::sync::mpsc::channel::<Job>();
         std::thread::Builder::new()
             .name("reconciler".into())
             .spawn(move || {
-                while let Ok((actions, reply)) = rx.recv() {
-                    let _ = reply.send(reconciler.process(&actions));
+                while let Ok(job) = rx.recv() {
+                    match job {
+                        Job::Process(actions, reply) => {
+                            let _ = reply.send(reconciler.process(&actions));
+                        }
+                        Job::Resync(reply) => {
+                            let _ = reply.send(reconciler.sync().map_err(|e| e.to_string()));
+                        }
+                    }
                 }
             })
             .expect("spawning the reconciler thread");
@@ -58,16 +82,29 @@ impl ThreadWorker {
     }
 }
 
+fn stopped<T>(n: usize) -> Vec<Result<T, ApiErrors>> {
+    (0..n)
+        .map(|_| Err(ApiError::internal("the reconciler has stopped").into()))
+        .collect()
+}
+
 impl Worker for ThreadWorker {
     async fn process(&mut self, actions: Vec<Action>) -> Vec<Answer> {
         let n = actions.len();
         let (tx, rx) = oneshot::channel();
-        if self.tx.send((actions, tx)).is_err() {
-            return vec![Err(ApiError::internal("the reconciler has stopped").into()); n];
+        if self.tx.send(Job::Process(actions, tx)).is_err() {
+            return stopped(n);
         }
-        rx.await.unwrap_or_else(|_| {
-            vec![Err(ApiError::internal("the reconciler has stopped").into()); n]
-        })
+        rx.await.unwrap_or_else(|_| stopped(n))
+    }
+
+    async fn resync(&mut self) -> Repairs {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Job::Resync(tx))
+            .map_err(|_| "the reconciler has stopped".to_string())?;
+        rx.await
+            .map_err(|_| "the reconciler has stopped".to_string())?
     }
 }
 
@@ -77,10 +114,23 @@ pub struct Handle {
     tx: mpsc::Sender<Command>,
 }
 
+impl Handle {
+    /// Asks the reconciler to re-read the kernel and repair it; returns what it repaired.
+    pub async fn resync(&self) -> Repairs {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Resync(reply))
+            .await
+            .map_err(|_| "the reconciler has stopped".to_string())?;
+        rx.await
+            .map_err(|_| "the reconciler has stopped".to_string())?
+    }
+}
+
 impl ActionSink for Handle {
     async fn submit(&self, _peer: Peer, action: Action) -> Answer {
         let (reply, rx) = oneshot::channel();
-        if self.tx.send(Command { action, reply }).await.is_err() {
+        if self.tx.send(Command::Act { action, reply }).await.is_err() {
             return Err(ApiError::internal("the reconciler has stopped").into());
         }
         rx.await.unwrap_or_else(|_| {
@@ -98,37 +148,47 @@ pub fn spawn<W: Worker>(worker: W, window: Duration) -> Handle {
 
 /// The first action after an idle period opens a window of `window`; everything that
 /// arrives before it closes (up to [`MAX_BATCH`]) is processed as one batch. Actions that
-/// queue up while a batch is being committed form the next batch.
+/// queue up while a batch is being committed form the next batch. Repairs asked for in
+/// the meantime run after the batch.
 async fn run<W: Worker>(mut rx: mpsc::Receiver<Command>, mut worker: W, window: Duration) {
     while let Some(first) = rx.recv().await {
-        let mut batch = vec![first];
+        let (action, reply) = match first {
+            Command::Resync(reply) => {
+                let _ = reply.send(worker.resync().await);
+                continue;
+            }
+            Command::Act { action, reply } => (action, reply),
+        };
+        let mut batch = vec![(action, reply)];
+        let mut resyncs = Vec::new();
         let deadline = Instant::now() + window;
         while batch.len() < MAX_BATCH {
             // Take what is already queued without waiting.
-            match rx.try_recv() {
-                Ok(c) => {
-                    batch.push(c);
-                    continue;
-                }
+            let next = match rx.try_recv() {
+                Ok(c) => Some(c),
                 Err(mpsc::error::TryRecvError::Disconnected) => break,
-                Err(mpsc::error::TryRecvError::Empty) => {}
-            }
-            if window.is_zero() {
-                break;
-            }
-            tokio::select! {
-                c = rx.recv() => match c {
-                    Some(c) => batch.push(c),
-                    None => break,
+                Err(mpsc::error::TryRecvError::Empty) if window.is_zero() => break,
+                Err(mpsc::error::TryRecvError::Empty) => tokio::select! {
+                    c = rx.recv() => match c {
+                        Some(c) => Some(c),
+                        None => break,
+                    },
+                    _ = tokio::time::sleep_until(deadline) => break,
                 },
-                _ = tokio::time::sleep_until(deadline) => break,
+            };
+            match next {
+                Some(Command::Act { action, reply }) => batch.push((action, reply)),
+                Some(Command::Resync(reply)) => resyncs.push(reply),
+                None => break,
             }
         }
-        let (actions, replies): (Vec<_>, Vec<_>) =
-            batch.into_iter().map(|c| (c.action, c.reply)).unzip();
+        let (actions, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
         let answers = worker.process(actions).await;
         for (reply, answer) in replies.into_iter().zip(answers) {
             let _ = reply.send(answer);
+        }
+        for reply in resyncs {
+            let _ = reply.send(worker.resync().await);
         }
     }
 }

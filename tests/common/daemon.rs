@@ -76,7 +76,7 @@ pub struct Daemon {
     dir: tempfile::TempDir,
     child: Option<Child>,
     /// Set once a panic message carried the log, so Drop does not print it again.
-    log_reported: std::cell::Cell<bool>,
+    log_reported: std::sync::atomic::AtomicBool,
 }
 
 impl Daemon {
@@ -94,7 +94,7 @@ impl Daemon {
             opts,
             dir,
             child: None,
-            log_reported: std::cell::Cell::new(false),
+            log_reported: std::sync::atomic::AtomicBool::new(false),
         };
         std::fs::create_dir_all(d.state_dir()).expect("create state dir");
         let text = render_config(&d.opts, &d.socket_path(), &d.state_dir());
@@ -245,7 +245,8 @@ impl Daemon {
     }
 
     fn log_for_panic(&self) -> String {
-        self.log_reported.set(true);
+        self.log_reported
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         format!(
             "--- secgroupd log ({}) ---\n{}--- end of log ---",
             self.log_path().display(),
@@ -284,7 +285,8 @@ impl Daemon {
 
 impl Drop for Daemon {
     fn drop(&mut self) {
-        if std::thread::panicking() && !self.log_reported.get() {
+        if std::thread::panicking() && !self.log_reported.load(std::sync::atomic::Ordering::Relaxed)
+        {
             let _ = writeln!(io::stderr(), "{}", self.log_for_panic());
         }
         self.kill9();

@@ -34,11 +34,13 @@
 // Each integration test file compiles this module on its own and uses only part of it.
 #![allow(dead_code, unused_imports)]
 
+pub mod api;
 pub mod daemon;
 pub mod netns;
 pub mod probe;
 pub mod topology;
 
+pub use api::{BIN, Mode, Topo, api, cidr, create_group, handles, ok, pair, register};
 pub use daemon::{
     Daemon, DaemonOptions, HttpResponse, nft_apply, nft_json, nft_list, nft_table_exists,
 };
@@ -139,4 +141,25 @@ pub fn check_prerequisites() -> Result<(), String> {
             .map_err(|e| format!("cannot use a socket inside a namespace via setns: {e}"))
     })?;
     Ok(())
+}
+
+/// Defines a test per mode (routed and bridged) from `fn body(mode: Mode)`.
+#[macro_export]
+macro_rules! both_modes {
+    ($routed:ident, $bridged:ident, $body:ident) => {
+        #[test]
+        fn $routed() {
+            if !common::netns_or_skip() {
+                return;
+            }
+            $body(common::Mode::Routed);
+        }
+        #[test]
+        fn $bridged() {
+            if !common::netns_or_skip() {
+                return;
+            }
+            $body(common::Mode::Bridged);
+        }
+    };
 }
