@@ -46,11 +46,15 @@ async fn idle_and_trickling_clients_do_not_delay_requests() {
     // Warm-up, then the baseline.
     p99(&server.path).await;
     let unloaded = p99(&server.path).await;
+    let rss_before = rss_kib();
 
     let mut idle = Vec::with_capacity(IDLE);
     for _ in 0..IDLE {
         idle.push(UnixStream::connect(&server.path).await.unwrap());
     }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let idle_cost = rss_kib().saturating_sub(rss_before) as f64 / IDLE as f64;
+    eprintln!("memory: {idle_cost:.1} KiB per idle connection (client and server side)");
     let mut tricklers = Vec::with_capacity(TRICKLING);
     for _ in 0..TRICKLING {
         tricklers.push(UnixStream::connect(&server.path).await.unwrap());
@@ -70,6 +74,9 @@ async fn idle_and_trickling_clients_do_not_delay_requests() {
         tricklers
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
+    // Both ends and the server's task live in this process: an upper bound per connection.
+    let per_conn = rss_kib().saturating_sub(rss_before) as f64 / (IDLE + TRICKLING) as f64;
+    eprintln!("memory: {per_conn:.1} KiB per connection, idle and trickling together");
 
     let loaded = p99(&server.path).await;
     eprintln!(
@@ -95,4 +102,14 @@ async fn idle_and_trickling_clients_do_not_delay_requests() {
     trickle.abort();
     drop(idle);
     server.stop().await;
+}
+
+/// Resident memory of this process.
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        .unwrap_or(0)
 }

@@ -118,6 +118,11 @@ async fn serve_until_signal(
         ThreadWorker::new(reconciler),
         Duration::from_millis(config.propagation_delay_ms),
     );
+    // Before READY=1: a reload (SIGHUP) may follow at once, and its default action is to
+    // terminate.
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
     let listener = bind_control_socket(&config.socket).context("binding the control socket")?;
     let opts = ServeOptions::new(config.owner_id.clone());
     apply_access(&config, &opts.access).context("control socket access")?;
@@ -131,7 +136,6 @@ async fn serve_until_signal(
 
     let socket_path = config.socket.clone();
     let mut live = LiveConfig::new(config_path, config, opts.access.clone());
-    let mut hup = signal(SignalKind::hangup())?;
     let reload_notifier = notifier.clone();
     let reloads = tokio::spawn(async move {
         while hup.recv().await.is_some() {
@@ -146,8 +150,6 @@ async fn serve_until_signal(
         tokio::spawn(watchdog(handle.clone(), every, notifier.clone()))
     });
 
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
     let stop_notifier = notifier.clone();
     let shutdown = async move {
         tokio::select! {
