@@ -15,5 +15,5 @@ cargo test --all-targets
 # The systemd unit (systemd-analyze verify; works without systemd as PID 1).
 scripts/verify-unit.sh
 # The cargo-fuzz crate builds (it runs only with nightly; on stable its body runs in
-# tests/fuzz_query.rs above).
-cargo check --quiet --manifest-path fuzz/Cargo.toml --target-dir target/fuzz
+# tests/fuzz_query.rs above). Same target dir: it reuses the dependencies built above.
+cargo check --quiet --manifest-path fuzz/Cargo.toml --target-dir target
