@@ -12,3 +12,8 @@ if [ "$(id -u)" -eq 0 ]; then scripts/setup.sh; fi
 cargo fmt --all -- --check
 cargo clippy --all-targets -- -D warnings
 cargo test --all-targets
+# The systemd unit (systemd-analyze verify; works without systemd as PID 1).
+scripts/verify-unit.sh
+# The cargo-fuzz crate builds (it runs only with nightly; on stable its body runs in
+# tests/fuzz_query.rs above). Same target dir: it reuses the dependencies built above.
+cargo check --quiet --manifest-path fuzz/Cargo.toml --target-dir target

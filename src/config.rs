@@ -31,6 +31,36 @@ pub struct Config {
     /// Bits of the packet mark secgroupd may use in bridged mode to tell the inet chains
     /// which bridge port a packet leaves by. A contiguous run of bits.
     pub packet_mark_mask: Mask,
+    /// Group of the control socket file (unset: root's group).
+    pub socket_group: Option<String>,
+    /// Mode of the control socket file, an octal string such as `"0660"`.
+    pub socket_mode: SocketMode,
+    /// Members may perform every action (unset: root only).
+    pub admin_group: Option<String>,
+    /// Members may describe, get the status, explain packets and read metrics (unset:
+    /// root only).
+    pub reader_group: Option<String>,
+}
+
+/// A file mode written as an octal string, e.g. `"0660"`; permission bits only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct SocketMode(pub u32);
+
+impl TryFrom<String> for SocketMode {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        let bad =
+            || format!("{s:?} is not an octal mode from \"0000\" to \"0777\" such as \"0660\"");
+        if s.is_empty() || s.len() > 4 || !s.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
+            return Err(bad());
+        }
+        let m = u32::from_str_radix(&s, 8).map_err(|_| bad())?;
+        if m > 0o777 {
+            return Err(bad());
+        }
+        Ok(SocketMode(m))
+    }
 }
 
 /// `mode`.
@@ -119,6 +149,10 @@ impl Default for Config {
             established_on_revoke: EstablishedOnRevoke::Cut,
             ct_mark_mask: Mask(0x00ff_ffff),
             packet_mark_mask: Mask(0x0fff_0000),
+            socket_group: None,
+            socket_mode: SocketMode(0o600),
+            admin_group: None,
+            reader_group: None,
         }
     }
 }
@@ -198,7 +232,47 @@ impl Config {
                 format!("must be at most {MAX_PROPAGATION_DELAY_MS}"),
             ));
         }
+        for (key, name) in [
+            ("socket_group", &self.socket_group),
+            ("admin_group", &self.admin_group),
+            ("reader_group", &self.reader_group),
+        ] {
+            if let Some(name) = name {
+                resolve_group(name).map_err(|m| invalid(key, m))?;
+            }
+        }
         Ok(())
+    }
+
+    /// The gids of `socket_group`, `admin_group` and `reader_group` (None where unset),
+    /// looked up now: group ids can change between loading and use.
+    pub fn group_ids(&self) -> Result<GroupIds, (&'static str, String)> {
+        let get = |key, name: &Option<String>| match name {
+            None => Ok(None),
+            Some(n) => resolve_group(n).map(Some).map_err(|m| (key, m)),
+        };
+        Ok(GroupIds {
+            socket: get("socket_group", &self.socket_group)?,
+            admin: get("admin_group", &self.admin_group)?,
+            reader: get("reader_group", &self.reader_group)?,
+        })
+    }
+}
+
+/// Resolved group ids of the access keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GroupIds {
+    pub socket: Option<u32>,
+    pub admin: Option<u32>,
+    pub reader: Option<u32>,
+}
+
+/// A group name to its gid, or why not.
+fn resolve_group(name: &str) -> Result<u32, String> {
+    match crate::control::access::lookup_group(name) {
+        Ok(Some(gid)) => Ok(gid),
+        Ok(None) => Err(format!("there is no group named {name:?}")),
+        Err(e) => Err(format!("cannot look up the group {name:?}: {e}")),
     }
 }
 
@@ -242,6 +316,10 @@ mod tests {
             established_on_revoke = "keep"
             ct_mark_mask = "0xffff0000"
             packet_mark_mask = "0x000fff00"
+            socket_group = "root"
+            socket_mode = "0660"
+            admin_group = "root"
+            reader_group = "root"
             "#,
         )
         .unwrap();
@@ -255,6 +333,13 @@ mod tests {
             (16, 0xffff)
         );
         assert_eq!(c.packet_mark_mask.0, 0x000f_ff00);
+        assert_eq!(c.socket_mode, SocketMode(0o660));
+        let ids = c.group_ids().unwrap();
+        assert_eq!(
+            (ids.socket, ids.admin, ids.reader),
+            (Some(0), Some(0), Some(0))
+        );
+        assert_eq!(parse("").unwrap().socket_mode, SocketMode(0o600));
     }
 
     #[test]
@@ -276,6 +361,14 @@ mod tests {
             ("ct_mark_mask = \"0x0f\"", "ct_mark_mask"),
             ("ct_mark_mask = \"ffff\"", "ct_mark_mask"),
             ("packet_mark_mask = \"0x0\"", "packet_mark_mask"),
+            ("socket_mode = \"0999\"", "socket_mode"),
+            ("socket_mode = \"1777\"", "socket_mode"),
+            ("socket_mode = \"\"", "socket_mode"),
+            ("socket_mode = 660", "socket_mode"),
+            ("socket_group = \"no-such-group-sgd\"", "socket_group"),
+            ("admin_group = \"no-such-group-sgd\"", "admin_group"),
+            ("reader_group = \"no-such-group-sgd\"", "reader_group"),
+            ("admin_group = 4", "admin_group"),
         ];
         for (text, key) in cases {
             let e = parse(text).unwrap_err().to_string();

@@ -5,13 +5,18 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use secgroupd::compile::{Options, compile, render::render};
 use secgroupd::config::{Config, Mode};
-use secgroupd::control::{ServeOptions, bind_control_socket, serve};
+use secgroupd::control::rlimit::raise_fd_limit;
+use secgroupd::control::{ActionSink, Peer, ServeOptions, bind_control_socket, serve};
+use secgroupd::model::Action;
 use secgroupd::nft::monitor::{Monitor, Seen};
 use secgroupd::nft::netlink::NetlinkBackend;
-use secgroupd::reconcile::{self, Reconciler, ThreadWorker};
+use secgroupd::reconcile::{self, Handle, Reconciler, ThreadWorker};
+use secgroupd::reload::{LiveConfig, apply_access};
+use secgroupd::sd_notify::{Notifier, watchdog_interval};
 use secgroupd::store::{SqliteStore, Store};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::{error, info, warn};
@@ -69,6 +74,22 @@ fn run(cli: Cli) -> Result<()> {
     if config.mode == Mode::Bridged {
         check_bridge_netfilter()?;
     }
+
+    let notifier = Arc::new(Notifier::from_env().context("opening $NOTIFY_SOCKET")?);
+    // Each control connection holds a descriptor: let the connection cap, not EMFILE, be
+    // the limit (plus headroom for the store, netlink and the runtime).
+    let want = ServeOptions::DEFAULT_MAX_CONNECTIONS as u64 + 256;
+    match raise_fd_limit(want) {
+        Ok(n) if n < want => warn!(
+            limit = n,
+            wanted = want,
+            "RLIMIT_NOFILE is below what the connection cap needs (LimitNOFILE=)"
+        ),
+        Ok(_) => {}
+        Err(e) => warn!(error = %e, "cannot raise RLIMIT_NOFILE"),
+    }
+
+    notifier.send("STATUS=making the kernel table match the persisted state");
     let started = Instant::now();
     let store = SqliteStore::open(&config.state_dir)
         .with_context(|| format!("opening the state store in {}", config.state_dir.display()))?;
@@ -91,34 +112,72 @@ fn run(cli: Cli) -> Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    rt.block_on(serve_until_signal(config, reconciler))
+    rt.block_on(serve_until_signal(
+        &cli.config,
+        config,
+        reconciler,
+        notifier,
+    ))
 }
 
-async fn serve_until_signal(config: Config, reconciler: Reconciler) -> Result<()> {
+async fn serve_until_signal(
+    config_path: &Path,
+    config: Config,
+    mut reconciler: Reconciler,
+    notifier: Arc<Notifier>,
+) -> Result<()> {
+    let opts = ServeOptions::new(config.owner_id.clone());
+    reconciler.metrics = Some(opts.metrics.clone());
     let handle = reconcile::spawn(
         ThreadWorker::new(reconciler),
         Duration::from_millis(config.propagation_delay_ms),
     );
     watch_for_drift(&config.table, handle.clone())?;
-    let listener = bind_control_socket(&config.socket).context("binding the control socket")?;
-    info!(socket = %config.socket.display(), "ready");
-
+    // Before READY=1: a reload (SIGHUP) may follow at once, and its default action is to
+    // terminate.
+    let mut hup = signal(SignalKind::hangup())?;
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
+    let listener = bind_control_socket(&config.socket).context("binding the control socket")?;
+    apply_access(&config, &opts.access).context("control socket access")?;
+    info!(socket = %config.socket.display(), "ready");
+    // The kernel matches the state (Reconciler::start) and the socket listens: connections
+    // from now on queue in the backlog until the accept loop below takes them.
+    notifier.send(&format!(
+        "READY=1\nSTATUS=serving on {}",
+        config.socket.display()
+    ));
+
+    let socket_path = config.socket.clone();
+    let mut live = LiveConfig::new(config_path, config, opts.access.clone());
+    let reload_notifier = notifier.clone();
+    let reloads = tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            reload(&mut live, &reload_notifier);
+        }
+    });
+    let watchdog = watchdog_interval().map(|every| {
+        info!(
+            interval_ms = every.as_millis() as u64,
+            "systemd watchdog enabled"
+        );
+        tokio::spawn(watchdog(handle.clone(), every, notifier.clone()))
+    });
+
+    let stop_notifier = notifier.clone();
     let shutdown = async move {
         tokio::select! {
             _ = term.recv() => info!("SIGTERM: shutting down"),
             _ = int.recv() => info!("SIGINT: shutting down"),
         }
+        stop_notifier.send("STOPPING=1\nSTATUS=finishing the requests in progress");
     };
-    serve(
-        listener,
-        ServeOptions::new(config.owner_id.clone()),
-        handle,
-        shutdown,
-    )
-    .await;
-    let _ = std::fs::remove_file(&config.socket);
+    serve(listener, opts, handle, shutdown).await;
+    reloads.abort();
+    if let Some(w) = watchdog {
+        w.abort();
+    }
+    let _ = std::fs::remove_file(&socket_path);
     info!("stopped; the kernel rules stay in place");
     Ok(())
 }
@@ -178,4 +237,60 @@ fn watch_for_drift(table: &str, handle: reconcile::Handle) -> Result<()> {
             }
         })?;
     Ok(())
+}
+
+/// SIGHUP: re-read the configuration; a bad file is logged and the old one kept.
+fn reload(live: &mut LiveConfig, notifier: &Notifier) {
+    notifier.send("RELOADING=1\nSTATUS=reloading the configuration");
+    match live.reload() {
+        Ok(r) => {
+            info!(
+                applied = ?r.applied,
+                needs_restart = ?r.needs_restart,
+                "SIGHUP: configuration reloaded"
+            );
+            for key in &r.needs_restart {
+                warn!(
+                    key,
+                    "SIGHUP: `{key}` changed; the new value takes effect only after a restart"
+                );
+            }
+        }
+        Err(e) => error!("SIGHUP: configuration not reloaded, the old one stays in force: {e}"),
+    }
+    notifier.send(&format!(
+        "READY=1\nSTATUS=serving on {}",
+        live.current().socket.display()
+    ));
+}
+
+/// Sends `WATCHDOG=1` every `every` while the reconciler answers a `GetStatus` in time.
+/// Any answer counts, an error too (the reconciler thread produced it), except the errors
+/// that mean its queue or thread is gone.
+async fn watchdog(handle: Handle, every: Duration, notifier: Arc<Notifier>) {
+    // SAFETY: getpid has no preconditions.
+    let me = Peer {
+        uid: 0,
+        gid: 0,
+        pid: unsafe { libc::getpid() },
+    };
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        match tokio::time::timeout(every, handle.submit(me, Action::GetStatus)).await {
+            Ok(Err(e))
+                if e.0.iter().any(|e| {
+                    e.message.contains("reconciler has stopped")
+                        || e.message.contains("dropped the request")
+                }) =>
+            {
+                error!("watchdog: the reconciler is gone ({e}); not notifying");
+            }
+            Ok(_) => notifier.send("WATCHDOG=1"),
+            Err(_) => warn!(
+                timeout_ms = every.as_millis() as u64,
+                "watchdog: the reconciler did not answer in time; not notifying"
+            ),
+        }
+    }
 }

@@ -1,7 +1,9 @@
 //! One accepted connection: hyper's HTTP/1.1 state machine plus the watchdog that enforces
 //! the header and idle timeouts, graceful shutdown, and a lingering close.
 
+use super::access::peer_groups;
 use super::activity::{Activity, Expiry, Tracked};
+use super::framing::{Framing, FramingContext};
 use super::handler::Handler;
 use super::request_id::RequestIds;
 use super::{ActionSink, Peer, ServeOptions};
@@ -57,12 +59,22 @@ pub(crate) async fn run<S: ActionSink>(
             return;
         }
     };
+    // Taken now, like the uid and gid: the kernel's snapshot at connect() time.
+    let groups = match peer_groups(&stream, peer.pid) {
+        Ok(g) => g,
+        Err(e) => {
+            // Only the primary gid counts then; uid 0 is unaffected.
+            tracing::warn!(uid = peer.uid, pid = peer.pid, error = %e, "cannot read the peer's groups");
+            Vec::new()
+        }
+    };
     let activity = Arc::new(Activity::new());
     let handler = Arc::new(Handler {
         opts: shared.opts.clone(),
         sink: shared.sink.clone(),
         ids: shared.ids.clone(),
         peer,
+        groups,
         activity: activity.clone(),
     });
     let service = service_fn(move |req: Request<Incoming>| {
@@ -76,7 +88,16 @@ pub(crate) async fn run<S: ActionSink>(
         .header_read_timeout(None)
         .max_header_size(shared.opts.max_request_bytes)
         .keep_alive(true);
-    let io = TokioIo::new(Tracked::new(stream, activity.clone()));
+    let framing = FramingContext {
+        ids: shared.ids.clone(),
+        metrics: shared.opts.metrics.clone(),
+        peer,
+        max_request_bytes: shared.opts.max_request_bytes,
+    };
+    let io = TokioIo::new(Framing::new(
+        Tracked::new(stream, activity.clone()),
+        framing,
+    ));
     let mut conn = builder.serve_connection(io, service);
 
     let opts = &shared.opts;
@@ -116,7 +137,7 @@ pub(crate) async fn run<S: ActionSink>(
     };
     match result {
         Ok(()) if activity.body_unread() => {
-            let stream = conn.into_parts().io.into_inner().inner;
+            let stream = conn.into_parts().io.into_inner().inner.inner;
             linger(stream).await;
         }
         Ok(()) => {}

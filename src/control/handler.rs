@@ -1,10 +1,12 @@
 //! One HTTP request in, one EC2 answer out: routing, limits, decoding, the sink, logging.
 
+use super::access::Role;
 use super::activity::Activity;
 use super::request_id::RequestIds;
 use super::{ActionSink, Peer, ServeOptions, xml};
+use crate::metrics::{METRICS_ACTION, OK_CODE, UNKNOWN_ACTION};
 use crate::model::query::{MAX_PARAMETERS, decode_form, parse_action};
-use crate::model::{ApiError, ApiErrors, ErrorCode, Reply};
+use crate::model::{Action, ApiError, ApiErrors, ErrorCode, Reply};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::{Body, Incoming};
@@ -16,6 +18,8 @@ use std::time::Instant;
 
 /// The media type EC2 Query bodies use.
 const FORM: &str = "application/x-www-form-urlencoded";
+/// The Prometheus text exposition format of `GET /metrics`.
+const METRICS_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Everything a connection's requests share.
 pub(crate) struct Handler<S> {
@@ -23,7 +27,18 @@ pub(crate) struct Handler<S> {
     pub(crate) sink: S,
     pub(crate) ids: Arc<RequestIds>,
     pub(crate) peer: Peer,
+    /// The peer's supplementary groups, taken at connect time (see `access`).
+    pub(crate) groups: Vec<u32>,
     pub(crate) activity: Arc<Activity>,
+}
+
+/// Whether the request was authorised, for the audit trail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Decision {
+    /// Refused before authorisation mattered (malformed, wrong path, ...).
+    NotReached,
+    Allowed(Role),
+    Denied(Role),
 }
 
 /// The result of one request, before it becomes HTTP.
@@ -33,6 +48,7 @@ struct Outcome {
     mutating: bool,
     params: Vec<(String, String)>,
     answer: Answer,
+    decision: Decision,
     /// The connection cannot be reused (part of the body is still unread).
     close: bool,
     /// 405 says which methods are allowed.
@@ -42,6 +58,8 @@ struct Outcome {
 enum Answer {
     Reply(Reply),
     Errors(StatusCode, ApiErrors),
+    /// `GET /metrics`: the Prometheus text.
+    Metrics(String),
 }
 
 impl Outcome {
@@ -51,6 +69,7 @@ impl Outcome {
             mutating: false,
             params: Vec::new(),
             answer: Answer::Errors(status, ApiError::new(code, message).into()),
+            decision: Decision::NotReached,
             close: false,
             allow: false,
         }
@@ -63,6 +82,7 @@ impl Outcome {
             mutating: false,
             params,
             answer: Answer::Errors(status, errors),
+            decision: Decision::NotReached,
             close: false,
             allow: false,
         }
@@ -70,10 +90,31 @@ impl Outcome {
 
     fn status(&self) -> StatusCode {
         match &self.answer {
-            Answer::Reply(_) => StatusCode::OK,
+            Answer::Reply(_) | Answer::Metrics(_) => StatusCode::OK,
             Answer::Errors(status, _) => *status,
         }
     }
+
+    /// The EC2 code of the first error, or `ok`.
+    fn code(&self) -> &'static str {
+        match &self.answer {
+            Answer::Errors(_, e) => e.0.first().map_or("InternalError", |e| e.code.as_str()),
+            Answer::Reply(_) | Answer::Metrics(_) => OK_CODE,
+        }
+    }
+}
+
+/// A refusal for a peer whose role does not allow `what`.
+fn unauthorized(what: &str, peer: &Peer, role: Role) -> ApiErrors {
+    ApiError::new(
+        ErrorCode::UnauthorizedOperation,
+        format!(
+            "You are not authorized to perform this operation: {what} (uid {}, role {})",
+            peer.uid,
+            role.as_str()
+        ),
+    )
+    .into()
 }
 
 fn status_of(errors: &ApiErrors) -> StatusCode {
@@ -89,6 +130,7 @@ impl<S: ActionSink> Handler<S> {
         let outcome = self.outcome(req).await;
         let response = render(&outcome, &request_id);
         self.log(&outcome, &request_id, start);
+        self.record(&outcome, start);
         self.activity.end_request();
         response
     }
@@ -104,6 +146,10 @@ impl<S: ActionSink> Handler<S> {
             }
             o
         };
+        if head.uri.path() == "/metrics" {
+            let o = self.metrics(&head.method).await;
+            return if o.allow { early(o) } else { o };
+        }
         if head.uri.path() != "/" {
             return early(Outcome::error(
                 StatusCode::NOT_FOUND,
@@ -203,7 +249,47 @@ impl<S: ActionSink> Handler<S> {
         }
     }
 
-    /// Decodes and validates the parameters, then hands the action to the sink.
+    fn role(&self) -> Role {
+        self.opts.access.get().role(&self.peer, &self.groups)
+    }
+
+    /// `GET /metrics`, for readers: the registry plus the reconciler's status gauges.
+    async fn metrics(&self, method: &Method) -> Outcome {
+        if method != Method::GET {
+            let mut o = Outcome::error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                ErrorCode::InvalidAction,
+                format!("The method {method} is not allowed on /metrics: use GET"),
+            );
+            o.action = Some(METRICS_ACTION);
+            o.allow = true;
+            return o;
+        }
+        let role = self.role();
+        let (answer, decision) = if role < Role::Reader {
+            let e = unauthorized("GET /metrics", &self.peer, role);
+            (Answer::Errors(status_of(&e), e), Decision::Denied(role))
+        } else {
+            let status = match self.sink.submit(self.peer, Action::GetStatus).await {
+                Ok(Reply::Status(s)) => Some(s),
+                _ => None,
+            };
+            let text = self.opts.metrics.render(status.as_ref());
+            (Answer::Metrics(text), Decision::Allowed(role))
+        };
+        Outcome {
+            action: Some(METRICS_ACTION),
+            mutating: false,
+            params: Vec::new(),
+            answer,
+            decision,
+            close: false,
+            allow: false,
+        }
+    }
+
+    /// Decodes and validates the parameters, checks the peer may perform the action, then
+    /// hands it to the sink.
     async fn dispatch(&self, query: &[u8], body: &[u8]) -> Outcome {
         let mut params = Vec::new();
         let mut errors = Vec::new();
@@ -222,12 +308,31 @@ impl<S: ActionSink> Handler<S> {
         if !errors.is_empty() {
             return Outcome::errors(params, ApiErrors(errors));
         }
+        // A peer with no role learns nothing, not even whether its request is valid.
+        let role = self.role();
+        if role == Role::None {
+            let mut o = Outcome::errors(params, unauthorized("any action", &self.peer, role));
+            o.decision = Decision::Denied(role);
+            return o;
+        }
         let action = match parse_action(&params, &self.opts.default_owner) {
             Ok(a) => a,
             Err(e) => return Outcome::errors(params, e),
         };
         let name = action.name();
         let mutating = action.is_mutating();
+        if mutating && role < Role::Admin {
+            let e = unauthorized(name, &self.peer, role);
+            return Outcome {
+                action: Some(name),
+                mutating,
+                params,
+                answer: Answer::Errors(status_of(&e), e),
+                decision: Decision::Denied(role),
+                close: false,
+                allow: false,
+            };
+        }
         let answer = match self.sink.submit(self.peer, action).await {
             Ok(reply) => Answer::Reply(reply),
             Err(e) => Answer::Errors(status_of(&e), e),
@@ -237,12 +342,24 @@ impl<S: ActionSink> Handler<S> {
             mutating,
             params,
             answer,
+            decision: Decision::Allowed(role),
             close: false,
             allow: false,
         }
     }
 
-    /// The audit trail: mutations and failures at info, reads at debug, our faults at warn.
+    /// Counts the request, and the latency of a successful revoke.
+    fn record(&self, o: &Outcome, start: Instant) {
+        let m = &self.opts.metrics;
+        m.record_request(o.action.unwrap_or(UNKNOWN_ACTION), o.code());
+        if o.action == Some("RevokeSecurityGroupIngress") && matches!(o.answer, Answer::Reply(_)) {
+            m.record_revoke(start.elapsed());
+        }
+    }
+
+    /// The audit trail, one line per request with the peer's uid, gid and pid, the action
+    /// and its parameters, and the authorisation decision: mutations and refusals at info,
+    /// reads at debug, denials and our faults at warn.
     fn log(&self, o: &Outcome, request_id: &str, start: Instant) {
         let status = o.status().as_u16();
         let latency_ms = start.elapsed().as_secs_f64() * 1000.0;
@@ -252,9 +369,10 @@ impl<S: ActionSink> Handler<S> {
             .iter()
             .find(|(k, _)| k == "Action")
             .map(|(_, v)| v.as_str());
+        // As given by the client (string fields are logged quoted and escaped).
         let action = o.action.or(asked).unwrap_or("-");
         let errors = match &o.answer {
-            Answer::Reply(_) => String::new(),
+            Answer::Reply(_) | Answer::Metrics(_) => String::new(),
             Answer::Errors(_, e) => {
                 e.0.iter()
                     .map(|e| e.code.as_str())
@@ -263,6 +381,11 @@ impl<S: ActionSink> Handler<S> {
             }
         };
         let params = LoggedParams(&o.params);
+        let (decision, role) = match o.decision {
+            Decision::NotReached => ("-", "-"),
+            Decision::Allowed(r) => ("allow", r.as_str()),
+            Decision::Denied(r) => ("deny", r.as_str()),
+        };
         macro_rules! event {
             ($level:ident) => {
                 tracing::$level!(
@@ -270,6 +393,9 @@ impl<S: ActionSink> Handler<S> {
                     action,
                     uid = self.peer.uid,
                     pid = self.peer.pid,
+                    gid = self.peer.gid,
+                    role,
+                    decision,
                     status,
                     latency_ms,
                     errors = %errors,
@@ -278,7 +404,7 @@ impl<S: ActionSink> Handler<S> {
                 )
             };
         }
-        if status >= 500 {
+        if status >= 500 || matches!(o.decision, Decision::Denied(_)) {
             event!(warn);
         } else if o.mutating || status >= 400 {
             event!(info);
@@ -309,19 +435,28 @@ impl fmt::Display for LoggedParams<'_> {
 
 /// The HTTP response for an outcome.
 fn render(o: &Outcome, request_id: &str) -> Response<Full<Bytes>> {
-    let body = match &o.answer {
-        Answer::Reply(reply) => xml::render_reply(o.action.unwrap_or("Unknown"), request_id, reply),
-        Answer::Errors(_, errors) => xml::render_errors(&errors.0, request_id),
+    let (body, content_type) = match &o.answer {
+        Answer::Reply(reply) => (
+            xml::render_reply(o.action.unwrap_or("Unknown"), request_id, reply),
+            "text/xml",
+        ),
+        Answer::Errors(_, errors) => (xml::render_errors(&errors.0, request_id), "text/xml"),
+        Answer::Metrics(text) => (text.clone(), METRICS_TYPE),
     };
     let mut resp = Response::new(Full::new(Bytes::from(body)));
     *resp.status_mut() = o.status();
     let headers = resp.headers_mut();
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/xml"));
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     if o.close {
         headers.insert(CONNECTION, HeaderValue::from_static("close"));
     }
     if o.allow {
-        headers.insert(ALLOW, HeaderValue::from_static("GET, POST"));
+        let allowed = if o.action == Some(METRICS_ACTION) {
+            "GET"
+        } else {
+            "GET, POST"
+        };
+        headers.insert(ALLOW, HeaderValue::from_static(allowed));
     }
     resp
 }

@@ -5,18 +5,22 @@
 //! [`ActionSink`] with the caller's [`Peer`] credentials, and the outcome is rendered as the
 //! EC2 2007-03-01 XML by [`xml`].
 
+pub mod access;
 mod activity;
 mod connection;
+mod framing;
 mod handler;
 mod options;
 pub mod request_id;
+pub mod rlimit;
 mod server;
 mod socket;
 pub mod xml;
 
+pub use access::{Access, AccessPolicy, Role};
 pub use options::ServeOptions;
 pub use server::serve;
-pub use socket::bind_control_socket;
+pub use socket::{apply_socket_permissions, bind_control_socket};
 
 use crate::model::{Action, ApiErrors, Reply};
 use std::future::Future;

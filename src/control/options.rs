@@ -1,6 +1,9 @@
 //! Limits and defaults of the control socket server.
 
+use super::access::Access;
+use crate::metrics::Metrics;
 use crate::model::OwnerId;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// How [`serve`](super::serve) treats its clients.
@@ -25,6 +28,10 @@ pub struct ServeOptions {
     pub max_connections: usize,
     /// How long a kept-alive connection may sit between requests before it is closed.
     pub idle_timeout: Duration,
+    /// Who may do what; replaceable while serving (config reload).
+    pub access: Access,
+    /// Where request counts and latencies go; also what `GET /metrics` shows.
+    pub metrics: Arc<Metrics>,
 }
 
 impl ServeOptions {
@@ -34,8 +41,10 @@ impl ServeOptions {
     pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(5);
     /// Default `body_timeout`.
     pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(5);
-    /// Default `max_connections`.
-    pub const DEFAULT_MAX_CONNECTIONS: usize = 256;
+    /// Default `max_connections`: room for a thousand idle or misbehaving local clients
+    /// and the real ones. An open connection costs a task, a small buffer and two file
+    /// descriptors; the daemon raises `RLIMIT_NOFILE` to fit (see `raise_fd_limit`).
+    pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
     /// Default `idle_timeout`.
     pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -48,6 +57,8 @@ impl ServeOptions {
             body_timeout: Self::DEFAULT_BODY_TIMEOUT,
             max_connections: Self::DEFAULT_MAX_CONNECTIONS,
             idle_timeout: Self::DEFAULT_IDLE_TIMEOUT,
+            access: Access::default(),
+            metrics: Arc::new(Metrics::new()),
         }
     }
 }

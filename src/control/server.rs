@@ -68,6 +68,10 @@ pub async fn serve<S: ActionSink>(
                         drop(slot);
                     });
                 } else if let Ok(slot) = rejecting.clone().try_acquire_owned() {
+                    shared.opts.metrics.record_request(
+                        crate::metrics::UNKNOWN_ACTION,
+                        ErrorCode::RequestLimitExceeded.as_str(),
+                    );
                     let body = xml::render_errors(
                         &[ApiError::new(
                             ErrorCode::RequestLimitExceeded,

@@ -43,6 +43,24 @@ pub fn bind_control_socket(path: &Path) -> io::Result<tokio::net::UnixListener> 
     tokio::net::UnixListener::from_std(std_listener)
 }
 
+/// Gives the socket file its configured group (`None`: root's group, gid 0) and mode.
+///
+/// The group is set first and the mode second, so group permissions never apply to the
+/// wrong group in between. `lchown`: the path is never followed if it is a symlink.
+/// Called after [`bind_control_socket`] and again on a configuration reload.
+pub fn apply_socket_permissions(path: &Path, gid: Option<u32>, mode: u32) -> io::Result<()> {
+    let with_path = |e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", path.display()));
+    let meta = fs::symlink_metadata(path).map_err(with_path)?;
+    if !meta.file_type().is_socket() {
+        return Err(with_path(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a socket",
+        )));
+    }
+    std::os::unix::fs::lchown(path, None, Some(gid.unwrap_or(0))).map_err(with_path)?;
+    fs::set_permissions(path, fs::Permissions::from_mode(mode & 0o777)).map_err(with_path)
+}
+
 /// Removes `path` if it is a socket nobody listens on.
 fn remove_stale(path: &Path) -> io::Result<()> {
     let meta = match fs::symlink_metadata(path) {
@@ -165,6 +183,23 @@ mod tests {
         let e = bind_control_socket(&path).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::AlreadyExists, "{e}");
         assert_eq!(fs::read(&path).unwrap(), b"precious");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn permissions_and_group_are_applied() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = temp_dir("perm");
+        let path = dir.join("control.sock");
+        let _l = bind_control_socket(&path).unwrap();
+        // SAFETY: getegid has no preconditions.
+        let gid = unsafe { libc::getegid() };
+        apply_socket_permissions(&path, Some(gid), 0o660).unwrap();
+        let meta = fs::symlink_metadata(&path).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o660);
+        assert_eq!(meta.gid(), gid);
+        let e = apply_socket_permissions(&dir, None, 0o600).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
         fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -49,6 +49,8 @@ pub struct Reconciler {
     backend: Box<dyn Backend>,
     options: Options,
     pub last: CommitStats,
+    /// Where commit latencies and drift repairs are counted (`GET /metrics`).
+    pub metrics: Option<std::sync::Arc<crate::metrics::Metrics>>,
 }
 
 impl Reconciler {
@@ -69,6 +71,7 @@ impl Reconciler {
             backend,
             options,
             last: CommitStats::default(),
+            metrics: None,
         };
         r.sync()?;
         info!(
@@ -147,6 +150,9 @@ impl Reconciler {
             let genid = kernel[0].genid.max(kernel[1].genid);
             let sp = sync_plan(&kernel, &self.plan);
             if sp.batch.ops.is_empty() && kernel[0].genid == kernel[1].genid {
+                if let Some(m) = self.metrics.as_ref().filter(|_| !all_repairs.is_empty()) {
+                    m.record_drift_repair(all_repairs.len());
+                }
                 self.view.clear();
                 for (c, id, h) in sp.kept {
                     self.view.set(c, id, h);
@@ -265,6 +271,9 @@ impl Reconciler {
             store_latency,
             kernel_latency: t1.elapsed(),
         };
+        if let Some(m) = &self.metrics {
+            m.record_commit(mutating.len(), store_latency, self.last.kernel_latency);
+        }
         debug!(stats = ?self.last, "committed");
         results
     }
