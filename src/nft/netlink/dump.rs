@@ -1,13 +1,15 @@
-//! Reading secgroupd's table back from the kernel.
+//! Reading one of secgroupd's tables (one family) back from the kernel.
 //!
 //! A table is read with several requests (generation, table, chains, rules, sets, and the
 //! elements of each set), and the ruleset may change in between. The generation is read
 //! before and after: if it moved, or a dump was flagged `NLM_F_DUMP_INTR` (changed while
 //! it ran), the whole read is retried, so what we return is one consistent generation.
 
+use super::family::nfproto;
 use super::raw::{RawChain, RawGen, RawRule, RawSet, RawTable, udata_comment};
 use super::request::{Request, talk};
 use super::socket::{Msg, NlSocket};
+use crate::compile::plan::Family;
 use crate::nft::{KernelChain, KernelRule, KernelSet, KernelTable, NftError};
 use nftnl::nftnl_sys as sys;
 use std::collections::HashMap;
@@ -25,6 +27,7 @@ pub(super) fn dump(
     sock: &mut NlSocket,
     seq: &mut u32,
     table: &str,
+    family: Family,
 ) -> Result<KernelTable, NftError> {
     let name = CString::new(table).map_err(|_| {
         NftError::Io(io::Error::new(
@@ -32,7 +35,12 @@ pub(super) fn dump(
             format!("table name {table:?} contains a NUL byte"),
         ))
     })?;
-    let mut r = Reader { sock, seq };
+    let mut r = Reader {
+        sock,
+        seq,
+        family,
+        nfproto: i32::from(nfproto(family)),
+    };
     for attempt in 0..ATTEMPTS {
         if attempt > 0 {
             // Someone else is committing (nft, another daemon): give a burst of commits a
@@ -54,13 +62,18 @@ pub(super) fn dump(
         }
     }
     Err(NftError::Protocol(format!(
-        "the ruleset changed during each of {ATTEMPTS} attempts to read table {table}"
+        "the ruleset changed during each of {ATTEMPTS} attempts to read table {} {table}",
+        family.as_str()
     )))
 }
 
 struct Reader<'a> {
     sock: &'a mut NlSocket,
     seq: &'a mut u32,
+    family: Family,
+    /// The family as requests carry it: dumps are filtered by it, so a bridge table and
+    /// an inet table of the same name never mix.
+    nfproto: libc::c_int,
 }
 
 /// `Ok(None)`: a dump was interrupted by a concurrent change.
@@ -107,7 +120,7 @@ impl Reader<'_> {
 
     fn table(&mut self, name: &CString) -> Read<KernelTable> {
         let mut t = KernelTable {
-            family: crate::compile::plan::Family::Inet,
+            family: self.family,
             genid: 0,
             exists: false,
             chains: vec![],
@@ -120,7 +133,7 @@ impl Reader<'_> {
         }
         let found = self.talk(
             libc::NFT_MSG_GETTABLE,
-            libc::NFPROTO_INET,
+            self.nfproto,
             false,
             |nlh| unsafe { sys::nftnl_table_nlmsg_build_payload(nlh, req.ptr()) },
             |m| {
@@ -154,7 +167,7 @@ impl Reader<'_> {
         let table = table.to_string_lossy();
         let intact = self.talk(
             libc::NFT_MSG_GETCHAIN,
-            libc::NFPROTO_INET,
+            self.nfproto,
             true,
             |_| {},
             |m| {
@@ -192,7 +205,7 @@ impl Reader<'_> {
             sys::nftnl_rule_set_u32(
                 req.ptr(),
                 sys::NFTNL_RULE_FAMILY as u16,
-                libc::NFPROTO_INET as u32,
+                self.nfproto as u32,
             );
         }
         let table = table.to_string_lossy();
@@ -204,7 +217,7 @@ impl Reader<'_> {
             .collect();
         self.talk(
             libc::NFT_MSG_GETRULE,
-            libc::NFPROTO_INET,
+            self.nfproto,
             true,
             |nlh| unsafe { sys::nftnl_rule_nlmsg_build_payload(nlh, req.ptr()) },
             |m| {
@@ -234,7 +247,7 @@ impl Reader<'_> {
         let mut out = Vec::new();
         let intact = self.talk(
             libc::NFT_MSG_GETSET,
-            libc::NFPROTO_INET,
+            self.nfproto,
             true,
             |nlh| unsafe { sys::nftnl_set_nlmsg_build_payload(nlh, req.ptr()) },
             |m| {
@@ -245,8 +258,12 @@ impl Reader<'_> {
                 {
                     return Ok(());
                 }
+                // A verdict map: NFT_SET_MAP with verdicts as data (a map to data of any
+                // other type is no verdict map, and not one of secgroupd's).
+                let verdict_map = flags & libc::NFT_SET_MAP as u32 != 0
+                    && s.u32(sys::NFTNL_SET_DATA_TYPE) == Some(libc::NFT_DATA_VERDICT);
                 out.push(KernelSet {
-                    verdict_map: false,
+                    verdict_map,
                     name: s.str(sys::NFTNL_SET_NAME).unwrap_or_default(),
                     key_type: s.u32(sys::NFTNL_SET_KEY_TYPE).unwrap_or(0),
                     key_len: s.u32(sys::NFTNL_SET_KEY_LEN).unwrap_or(0),
@@ -262,7 +279,7 @@ impl Reader<'_> {
             let req = self.set_req(table, Some(&set.name))?;
             let intact = self.talk(
                 libc::NFT_MSG_GETSETELEM,
-                libc::NFPROTO_INET,
+                self.nfproto,
                 true,
                 |nlh| unsafe { sys::nftnl_set_elems_nlmsg_build_payload(nlh, req.ptr()) },
                 |m| {
@@ -270,8 +287,7 @@ impl Reader<'_> {
                     if unsafe { sys::nftnl_set_elems_nlmsg_parse(m.as_ptr(), s.ptr()) } < 0 {
                         return Err(NftError::Protocol("unparsable set element message".into()));
                     }
-                    set.elems
-                        .extend(s.elem_keys().into_iter().map(|k| (k, None)));
+                    set.elems.extend(s.elems());
                     Ok(())
                 },
             )?;
@@ -285,7 +301,7 @@ impl Reader<'_> {
     fn set_req(&self, table: &CString, name: Option<&str>) -> Result<RawSet, NftError> {
         let s = RawSet::new()?;
         s.set_str(sys::NFTNL_SET_TABLE, table);
-        s.set_u32(sys::NFTNL_SET_FAMILY, libc::NFPROTO_INET as u32);
+        s.set_u32(sys::NFTNL_SET_FAMILY, self.nfproto as u32);
         if let Some(n) = name {
             let n = CString::new(n).map_err(|e| NftError::Protocol(e.to_string()))?;
             s.set_str(sys::NFTNL_SET_NAME, &n);

@@ -2,10 +2,12 @@
 //!
 //! - [`socket`]: the netlink socket; one `sendto` per batch, receiving with a timeout.
 //! - [`batch`]: a batch as one contiguous buffer, sequence numbers mapped to operations.
-//! - [`objects`]: `Op`s as nf_tables messages; [`lower`] and [`expr`]: rules as expressions.
+//! - [`objects`]: `Op`s as nf_tables messages, in the table of their family ([`family`]);
+//!   [`sets`]: sets, verdict maps and elements;
+//! - [`lower`], [`matches`] and [`expr`]: rules as expressions.
 //! - [`commit`]: sending a batch, reading acks, errors and echoed rule handles.
-//! - [`dump`]: reading the table back, with [`request`]s; [`raw`]: owned libnftnl objects
-//!   for building requests and parsing answers.
+//! - [`dump`]: reading one family's table back, with [`request`]s; [`raw`]: owned libnftnl
+//!   objects for building requests and parsing answers.
 //!
 //! Everything here is synchronous and runs on the reconciler's backend thread.
 
@@ -13,13 +15,17 @@ mod batch;
 mod commit;
 mod dump;
 mod expr;
+mod family;
 mod lower;
+mod matches;
 mod objects;
 mod raw;
 mod request;
+mod sets;
 mod socket;
 
 use super::{Backend, Committed, KernelTable, NftError, Op};
+use crate::compile::plan::Family;
 use socket::NlSocket;
 
 /// The kernel backend, for the network namespace of the thread that created it (a netlink
@@ -48,21 +54,8 @@ impl NetlinkBackend {
 }
 
 impl Backend for NetlinkBackend {
-    fn dump(
-        &mut self,
-        table: &str,
-        family: crate::compile::plan::Family,
-    ) -> Result<KernelTable, NftError> {
-        if family != crate::compile::plan::Family::Inet {
-            return Ok(KernelTable {
-                family,
-                genid: 0,
-                exists: false,
-                chains: vec![],
-                sets: vec![],
-            });
-        }
-        dump::dump(&mut self.sock, &mut self.seq, table)
+    fn dump(&mut self, table: &str, family: Family) -> Result<KernelTable, NftError> {
+        dump::dump(&mut self.sock, &mut self.seq, table, family)
     }
 
     fn commit(

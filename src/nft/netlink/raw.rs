@@ -141,8 +141,27 @@ impl RawSet {
         unsafe { sys::nftnl_set_set_u32(self.ptr(), attr as u16, v) };
     }
 
-    /// Adds an element with this key to the set's element list (for element messages).
-    pub(super) fn add_elem(&self, key: &[u8]) -> io::Result<()> {
+    pub(super) fn set_data(&self, attr: u32, v: &[u8]) -> io::Result<()> {
+        let r = unsafe {
+            sys::nftnl_set_set_data(
+                self.ptr(),
+                attr as u16,
+                v.as_ptr().cast::<c_void>(),
+                v.len() as u32,
+            )
+        };
+        if r < 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("libnftnl refused set attribute {attr} ({} bytes)", v.len()),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Adds an element with this key to the set's element list (for element messages);
+    /// with `jump`, a verdict map element `key : jump CHAIN`.
+    pub(super) fn add_elem(&self, key: &[u8], jump: Option<&CStr>) -> io::Result<()> {
         let e = unsafe { sys::nftnl_set_elem_alloc() };
         if e.is_null() {
             return Err(io::ErrorKind::OutOfMemory.into());
@@ -154,29 +173,54 @@ impl RawSet {
                 key.as_ptr().cast::<c_void>(),
                 key.len() as u32,
             );
+            if let Some(chain) = jump {
+                // Becomes NFTA_SET_ELEM_DATA { NFTA_DATA_VERDICT { code, chain } }.
+                sys::nftnl_set_elem_set_u32(
+                    e,
+                    sys::NFTNL_SET_ELEM_VERDICT as u16,
+                    libc::NFT_JUMP as u32,
+                );
+                sys::nftnl_set_elem_set_str(e, sys::NFTNL_SET_ELEM_CHAIN as u16, chain.as_ptr());
+            }
             // The set takes ownership of the element.
             sys::nftnl_set_elem_add(self.ptr(), e);
         }
         Ok(())
     }
 
-    /// The keys of the elements parsed into this set.
-    pub(super) fn elem_keys(&self) -> Vec<Vec<u8>> {
+    /// The elements parsed into this set: each key, with the chain for a map element
+    /// whose verdict is a jump.
+    pub(super) fn elems(&self) -> Vec<(Vec<u8>, Option<String>)> {
+        type Elems = Vec<(Vec<u8>, Option<String>)>;
         extern "C" fn collect(e: *mut sys::nftnl_set_elem, data: *mut c_void) -> libc::c_int {
             let mut len = 0u32;
-            // SAFETY: `e` is an element of the set being iterated, `data` the Vec below.
+            // SAFETY: `e` is an element of the set being iterated, `data` the Vec below;
+            // getters of unset attributes are guarded by `is_set`.
             unsafe {
                 let k = sys::nftnl_set_elem_get(e, sys::NFTNL_SET_ELEM_KEY as u16, &mut len);
-                if !k.is_null() {
-                    let keys = &mut *data.cast::<Vec<Vec<u8>>>();
-                    keys.push(std::slice::from_raw_parts(k.cast::<u8>(), len as usize).to_vec());
+                if k.is_null() {
+                    return 0;
                 }
+                let key = std::slice::from_raw_parts(k.cast::<u8>(), len as usize).to_vec();
+                let is_set = |a: u32| sys::nftnl_set_elem_is_set(e, a as u16);
+                let jump = is_set(sys::NFTNL_SET_ELEM_VERDICT)
+                    && sys::nftnl_set_elem_get_u32(e, sys::NFTNL_SET_ELEM_VERDICT as u16)
+                        == libc::NFT_JUMP as u32;
+                let chain = (jump && is_set(sys::NFTNL_SET_ELEM_CHAIN))
+                    .then(|| {
+                        owned(sys::nftnl_set_elem_get_str(
+                            e,
+                            sys::NFTNL_SET_ELEM_CHAIN as u16,
+                        ))
+                    })
+                    .flatten();
+                (*data.cast::<Elems>()).push((key, chain));
             }
             0
         }
-        let mut keys: Vec<Vec<u8>> = Vec::new();
-        unsafe { sys::nftnl_set_elem_foreach(self.ptr(), Some(collect), (&raw mut keys).cast()) };
-        keys
+        let mut out: Elems = Vec::new();
+        unsafe { sys::nftnl_set_elem_foreach(self.ptr(), Some(collect), (&raw mut out).cast()) };
+        out
     }
 }
 
