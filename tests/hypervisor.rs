@@ -214,8 +214,8 @@ both_modes!(routed_spoofing, bridged_spoofing, spoofing);
 fn spoofing(mode: Mode) {
     let topo = Topo::new(mode, 3);
     let (trusted, db, evil) = (topo.instance(1), topo.instance(2), topo.instance(3));
-    let u4 = UdpEchoServer::start(&db.ns, any_v4(), 5000);
-    let u6 = UdpEchoServer::start(&db.ns, any_v6(), 5000);
+    let u4 = UdpEchoServer::start(&db.ns, db.v4.into(), 5000);
+    let u6 = UdpEchoServer::start(&db.ns, db.v6.into(), 5000);
     let d = topo.daemon(&[]);
     create_group(&d, "trusted");
     create_group(&d, "db");
@@ -324,7 +324,15 @@ fn lifecycle(mode: Mode) {
     // passes, while the groups flip 30 times.
     let stop = AtomicBool::new(false);
     let (ok80, bad80, leaked) = (AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0));
+    /// Stops the probe even if the swapping below panics (else the scope never ends).
+    struct StopOnDrop<'a>(&'a AtomicBool);
+    impl Drop for StopOnDrop<'_> {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
     std::thread::scope(|scope| {
+        let _stop = StopOnDrop(&stop);
         scope.spawn(|| {
             while !stop.load(Ordering::Relaxed) {
                 if tcp_probe(cl, a1, 80, Duration::from_millis(300)) {
