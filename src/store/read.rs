@@ -1,16 +1,20 @@
 //! Reads every table back into a [`State`], trusting nothing: each value goes through the
 //! model's parser, each reference and uniqueness rule is checked again (an operator's
-//! `sqlite3` session does not enforce foreign keys), and counters must be ahead of every
-//! id in use. Any failure is `Corrupt`, naming the table and row.
+//! `sqlite3` session does not enforce foreign keys, nor CHECK constraints with
+//! `ignore_check_constraints`), and counters must be ahead of every id in use. Any failure
+//! is `Corrupt`, naming the table and row.
+//!
+//! A shard holding more than `state::SHARD_SIZE` grants is accepted: it is only a longer
+//! chain (every grant of a version-1 store lands in shard 0), never a wrong answer.
 
-use super::cell::{id, int, opt_int, opt_text, parse, text};
+use super::cell::{address, bounded, id, int, opt_int, opt_text, parse, text};
 use super::fault::Fault;
 use super::row::PermissionRow;
 use crate::model::{
     GroupDescription, GroupKey, GroupName, InstanceId, InstanceSpec, InterfaceName, IpPermission,
     OwnerId,
 };
-use crate::state::{Counters, Group, Instance, State};
+use crate::state::{Counters, Grant, Group, Instance, MAX_SHARD, State};
 use rusqlite::{Connection, Row};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
@@ -19,6 +23,7 @@ use std::net::IpAddr;
 pub(super) fn state(conn: &Connection, counters: Counters) -> Result<State, Fault> {
     let mut groups = read_groups(conn)?;
     let max_grant = read_grants(conn, &mut groups)?;
+    read_remote_members(conn, &mut groups)?;
     let mut instances = read_instances(conn)?;
     read_addresses(conn, &mut instances)?;
     read_memberships(conn, &mut instances, &groups)?;
@@ -114,7 +119,7 @@ fn read_groups(conn: &Connection) -> Result<Groups, Fault> {
 /// Adds every grant to its group; returns the highest grant id.
 fn read_grants(conn: &Connection, groups: &mut Groups) -> Result<Option<u32>, Fault> {
     let sql = "SELECT id, group_num, kind, protocol, from_port, to_port, cidr, source_owner, \
-               source_name FROM grants ORDER BY id";
+               source_name, shard FROM grants ORDER BY id";
     let mut max = None;
     let mut seen = HashSet::new();
     each_row(conn, "grants", sql, |row| {
@@ -137,6 +142,7 @@ fn read_grants(conn: &Connection, groups: &mut Groups) -> Result<Option<u32>, Fa
             source_name: opt_text(row, 8, "source_name").map_err(fail)?,
         };
         let permission = values.to_permission().map_err(fail)?;
+        let shard = bounded(row, 9, "shard", MAX_SHARD).map_err(fail)?;
         if let IpPermission::GroupPair { source } = &permission
             && !groups.by_key.contains_key(source)
         {
@@ -150,18 +156,36 @@ fn read_grants(conn: &Connection, groups: &mut Groups) -> Result<Option<u32>, Fa
             )));
         }
         if let Some(group) = groups.by_key.get_mut(&key) {
-            group.grants.insert(
-                grant_id,
-                crate::state::Grant {
-                    permission,
-                    shard: 0,
-                },
-            );
+            group.grants.insert(grant_id, Grant { permission, shard });
         }
         max = Some(grant_id);
         Ok(())
     })?;
     Ok(max)
+}
+
+/// Adds every remote member to its group.
+fn read_remote_members(conn: &Connection, groups: &mut Groups) -> Result<(), Fault> {
+    let sql = "SELECT group_num, address FROM remote_members";
+    each_row(conn, "remote_members", sql, |row| {
+        let num = id(row, 0, "group_num").map_err(|e| corrupt("remote_members", "?", e))?;
+        let raw = text(row, 1, "address").unwrap_or("?");
+        let at = format!("(group_num={num}, address={raw:?})");
+        let fail = |e: String| corrupt("remote_members", &at, e);
+        let address = address(row, 1, "address").map_err(fail)?;
+        let group = groups
+            .by_num
+            .get(&num)
+            .and_then(|key| groups.by_key.get_mut(key))
+            .ok_or_else(|| fail(format!("group_num {num} names no row of table groups")))?;
+        if !group.remote.insert(address) {
+            return Err(fail(format!(
+                "address {address} is a remote member of {} twice",
+                group.key
+            )));
+        }
+        Ok(())
+    })
 }
 
 /// An instance while its rows are gathered.
@@ -217,15 +241,7 @@ fn read_addresses(
         let (instance, at) =
             member_row(row, "instance_addresses", instances, |i| i.addresses.len())?;
         let fail = |e: String| corrupt("instance_addresses", &at, e);
-        let text = text(row, 2, "address").map_err(fail)?;
-        let address: IpAddr = text
-            .parse()
-            .map_err(|_| fail(format!("column address: {text:?} is not an IP address")))?;
-        if address.to_string() != text {
-            return Err(fail(format!(
-                "column address: {text:?} is not in canonical form (expected \"{address}\")"
-            )));
-        }
+        let address = address(row, 2, "address").map_err(fail)?;
         if !seen.insert(address) {
             return Err(fail(format!("address {address} belongs to two instances")));
         }
