@@ -7,12 +7,15 @@
 
 pub mod blocking;
 pub mod display;
+mod permission;
 mod response;
+mod views;
 mod xml;
 
 pub use response::{
     ErrorDetail, Failure, GroupView, PermissionView, Response, Success, SuccessData,
 };
+pub use views::{AdmitView, ExplanationView, OverlapView, StatusView};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -174,24 +177,49 @@ impl Client {
         self.call(&borrowed).await
     }
 
+    /// Sends a request and takes from its success what `pick` wants; anything else is
+    /// [`ClientError::BadResponse`] saying that `expected` was missing.
+    async fn expect<T>(
+        &self,
+        params: Vec<(String, String)>,
+        owner: Option<&str>,
+        expected: &str,
+        pick: impl FnOnce(Success) -> Result<T, Box<Success>>,
+    ) -> Result<T, ClientError> {
+        match self.send(params, owner).await? {
+            Response::Ok(ok) => pick(ok).map_err(|other| ClientError::BadResponse {
+                status: 200,
+                reason: format!("expected {expected}, got {:?}", other.data),
+            }),
+            Response::Err(f) => Err(ClientError::Api(f)),
+        }
+    }
+
     /// Sends a mutation; its request id on `<return>true</return>`.
     async fn mutate(
         &self,
         params: Vec<(String, String)>,
         owner: Option<&str>,
     ) -> Result<String, ClientError> {
-        match self.send(params, owner).await? {
-            Response::Ok(Success {
-                data: SuccessData::Return(true),
-                request_id,
-                ..
-            }) => Ok(request_id),
-            Response::Ok(other) => Err(ClientError::BadResponse {
-                status: 200,
-                reason: format!("expected <return>true</return>, got {:?}", other.data),
-            }),
-            Response::Err(f) => Err(ClientError::Api(f)),
-        }
+        self.expect(params, owner, "<return>true</return>", |ok| match ok.data {
+            SuccessData::Return(true) => Ok(ok.request_id),
+            _ => Err(Box::new(ok)),
+        })
+        .await
+    }
+
+    /// Sends a revoke; the permissions that still admit some of the revoked traffic.
+    async fn revoke(
+        &self,
+        params: Vec<(String, String)>,
+        owner: Option<&str>,
+    ) -> Result<Vec<OverlapView>, ClientError> {
+        self.expect(params, owner, "<return>true</return>", |ok| match ok.data {
+            SuccessData::Return(true) => Ok(Vec::new()),
+            SuccessData::Revoked(overlaps) => Ok(overlaps),
+            _ => Err(Box::new(ok)),
+        })
+        .await
     }
 
     /// CreateSecurityGroup. Returns the request id.
@@ -241,7 +269,8 @@ impl Client {
         self.mutate(p, owner).await
     }
 
-    /// RevokeSecurityGroupIngress of a CIDR permission. Returns the request id.
+    /// RevokeSecurityGroupIngress of a CIDR permission. Returns the permissions of the
+    /// revoked group's instances that still admit some of its traffic (empty: none).
     pub async fn revoke_cidr(
         &self,
         group: &str,
@@ -250,7 +279,7 @@ impl Client {
         to: i32,
         cidr: &str,
         owner: Option<&str>,
-    ) -> Result<String, ClientError> {
+    ) -> Result<Vec<OverlapView>, ClientError> {
         let p = cidr_params(
             "RevokeSecurityGroupIngress",
             group,
@@ -259,7 +288,7 @@ impl Client {
             to,
             cidr,
         );
-        self.mutate(p, owner).await
+        self.revoke(p, owner).await
     }
 
     /// AuthorizeSecurityGroupIngress of all traffic from the members of
@@ -275,16 +304,17 @@ impl Client {
         self.mutate(p, owner).await
     }
 
-    /// RevokeSecurityGroupIngress of a user/group pair. Returns the request id.
+    /// RevokeSecurityGroupIngress of a user/group pair. Returns what still admits some of
+    /// its traffic, as [`Client::revoke_cidr`].
     pub async fn revoke_pair(
         &self,
         group: &str,
         src_group: &str,
         src_owner: &str,
         owner: Option<&str>,
-    ) -> Result<String, ClientError> {
+    ) -> Result<Vec<OverlapView>, ClientError> {
         let p = pair_params("RevokeSecurityGroupIngress", group, src_group, src_owner);
-        self.mutate(p, owner).await
+        self.revoke(p, owner).await
     }
 
     /// DescribeSecurityGroups of `names`, or of all the owner's groups if empty.
@@ -295,17 +325,11 @@ impl Client {
     ) -> Result<Vec<GroupView>, ClientError> {
         let mut p = params(&[("Action", "DescribeSecurityGroups")]);
         p.extend(numbered("GroupName", names));
-        match self.send(p, owner).await? {
-            Response::Ok(Success {
-                data: SuccessData::Groups(groups),
-                ..
-            }) => Ok(groups),
-            Response::Ok(other) => Err(ClientError::BadResponse {
-                status: 200,
-                reason: format!("expected securityGroupInfo, got {:?}", other.data),
-            }),
-            Response::Err(f) => Err(ClientError::Api(f)),
-        }
+        self.expect(p, owner, "securityGroupInfo", |ok| match ok.data {
+            SuccessData::Groups(groups) => Ok(groups),
+            _ => Err(Box::new(ok)),
+        })
+        .await
     }
 
     /// RegisterInstance: `iface` is filtered for the instance with `addrs`, member of
@@ -336,6 +360,91 @@ impl Client {
     ) -> Result<String, ClientError> {
         let p = params(&[("Action", "DeregisterInstance"), ("InstanceId", id)]);
         self.mutate(p, owner).await
+    }
+
+    /// AddGroupMembers: `addrs` (of members on other hosts) join the group's member set,
+    /// so that group-pair permissions naming the group admit them. Addresses that are
+    /// members already are left as they are. Returns the request id.
+    pub async fn add_group_members(
+        &self,
+        group: &str,
+        addrs: &[&str],
+        owner: Option<&str>,
+    ) -> Result<String, ClientError> {
+        let mut p = params(&[("Action", "AddGroupMembers"), ("GroupName", group)]);
+        p.extend(numbered("IpAddress", addrs));
+        self.mutate(p, owner).await
+    }
+
+    /// RemoveGroupMembers: each of `addrs` must be a remote member of the group. Returns
+    /// the request id.
+    pub async fn remove_group_members(
+        &self,
+        group: &str,
+        addrs: &[&str],
+        owner: Option<&str>,
+    ) -> Result<String, ClientError> {
+        let mut p = params(&[("Action", "RemoveGroupMembers"), ("GroupName", group)]);
+        p.extend(numbered("IpAddress", addrs));
+        self.mutate(p, owner).await
+    }
+
+    /// ModifyInstanceGroups: the instance's groups become `groups`, in this order, in one
+    /// step (no moment with neither the old nor the new rules). Returns the request id.
+    pub async fn modify_instance_groups(
+        &self,
+        id: &str,
+        groups: &[&str],
+        owner: Option<&str>,
+    ) -> Result<String, ClientError> {
+        let mut p = params(&[("Action", "ModifyInstanceGroups"), ("InstanceId", id)]);
+        p.extend(numbered("GroupName", groups));
+        self.mutate(p, owner).await
+    }
+
+    /// GetStatus: the daemon's figures.
+    pub async fn status(&self) -> Result<StatusView, ClientError> {
+        let p = params(&[("Action", "GetStatus")]);
+        self.expect(p, None, "the GetStatus figures", |ok| match ok.data {
+            SuccessData::Status(s) => Ok(s),
+            _ => Err(Box::new(ok)),
+        })
+        .await
+    }
+
+    /// ExplainPacket: which permissions admit a packet from `source` to the instance:
+    /// TCP/UDP to `port`, or ICMP of `icmp_type` and `icmp_code` (the daemon takes code 0
+    /// when it is absent).
+    pub async fn explain(
+        &self,
+        instance: &str,
+        source: &str,
+        protocol: &str,
+        port: Option<u16>,
+        icmp_type: Option<u8>,
+        icmp_code: Option<u8>,
+    ) -> Result<ExplanationView, ClientError> {
+        let mut p = params(&[
+            ("Action", "ExplainPacket"),
+            ("InstanceId", instance),
+            ("SourceIp", source),
+            ("IpProtocol", protocol),
+        ]);
+        let numbers = [
+            ("Port", port.map(u32::from)),
+            ("IcmpType", icmp_type.map(u32::from)),
+            ("IcmpCode", icmp_code.map(u32::from)),
+        ];
+        for (name, value) in numbers {
+            if let Some(v) = value {
+                p.push((name.to_string(), v.to_string()));
+            }
+        }
+        self.expect(p, None, "an explanation", |ok| match ok.data {
+            SuccessData::Explained(e) => Ok(e),
+            _ => Err(Box::new(ok)),
+        })
+        .await
     }
 }
 

@@ -2,12 +2,14 @@
 //! the real client, by raw HTTP, and by the `secgroupctl` binary.
 
 use secgroupd::client::{
-    self, Client, ClientError, GroupView, PermissionView, Response, SuccessData,
+    self, AdmitView, Client, ClientError, ExplanationView, GroupView, OverlapView, PermissionView,
+    Response, StatusView, SuccessData,
 };
 use secgroupd::control::{ActionSink, Peer, ServeOptions, bind_control_socket, serve};
 use secgroupd::model::{
-    Action, ApiError, ApiErrors, Cidr, ErrorCode, GroupDescription, GroupInfo, GroupKey, GroupName,
-    InstanceId, InstanceSpec, InterfaceName, IpPermission, OwnerId, PortRange, Reply, Traffic,
+    Action, ApiError, ApiErrors, Cidr, ErrorCode, Explanation, GroupDescription, GroupInfo,
+    GroupKey, GroupName, InstanceId, InstanceSpec, InterfaceName, IpPermission, Overlap, OwnerId,
+    PacketProbe, PortRange, Protocol, Reply, StatusInfo, Traffic,
 };
 use std::future::Future;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
@@ -79,6 +81,87 @@ fn web_group() -> GroupInfo {
     }
 }
 
+fn tcp(from: u16, to: u16, cidr: &str) -> IpPermission {
+    IpPermission::Cidr {
+        traffic: Traffic::Tcp {
+            ports: PortRange::new(from, to).unwrap(),
+        },
+        cidr: Cidr::parse("CidrIp", cidr).unwrap(),
+    }
+}
+
+fn instance_id(s: &str) -> InstanceId {
+    InstanceId::parse("InstanceId", s).unwrap()
+}
+
+/// A revoke of a permission of group "shared" leaves two overlaps; any other overlaps
+/// nothing.
+fn overlaps_after_revoking(group: &GroupKey) -> Vec<Overlap> {
+    if group.name.as_str() != "shared" {
+        return vec![];
+    }
+    vec![
+        Overlap {
+            group: key(OWNER, "web"),
+            permission: tcp(0, 1023, "0.0.0.0/0"),
+            full: true,
+            instances: vec![instance_id("i-1"), instance_id("i-2")],
+        },
+        Overlap {
+            group: key(OWNER, "ops"),
+            permission: IpPermission::GroupPair {
+                source: key(OTHER, "lb"),
+            },
+            full: false,
+            instances: vec![instance_id("i-2")],
+        },
+    ]
+}
+
+fn canned_status() -> StatusInfo {
+    StatusInfo {
+        generation: 42,
+        groups: 3,
+        permissions: 7,
+        instances: 2,
+        remote_members: 5,
+        rules: 31,
+        set_elements: 9,
+        last_commit_actions: 1,
+        last_commit_ops: 6,
+        last_commit_micros: 2500,
+        last_store_micros: 1800,
+        last_kernel_micros: 700,
+        table: "secgroupd".into(),
+        mode: "forward".into(),
+        established_on_revoke: "keep".into(),
+    }
+}
+
+/// Instance i-1 (on tap1) admits the probe through web, then db; any other admits nothing.
+fn explain(probe: &PacketProbe) -> Explanation {
+    if probe.instance.as_str() == "i-1" {
+        return Explanation {
+            instance: probe.instance.clone(),
+            interface: InterfaceName::parse("Interface", "tap1").unwrap(),
+            admitted_by: vec![
+                (key(OWNER, "web"), tcp(80, 80, "0.0.0.0/0")),
+                (
+                    key(OWNER, "db"),
+                    IpPermission::GroupPair {
+                        source: key(OWNER, "web"),
+                    },
+                ),
+            ],
+        };
+    }
+    Explanation {
+        instance: probe.instance.clone(),
+        interface: InterfaceName::parse("Interface", "tap2").unwrap(),
+        admitted_by: vec![],
+    }
+}
+
 impl ActionSink for MockSink {
     fn submit(
         &self,
@@ -95,6 +178,11 @@ impl ActionSink for MockSink {
         let slow = group_name == "slow";
         let answer = match (&action, group_name.as_str()) {
             (Action::DescribeSecurityGroups { .. }, _) => Ok(Reply::Groups(vec![web_group()])),
+            (Action::RevokeSecurityGroupIngress { group, .. }, _) => Ok(Reply::Revoked {
+                overlaps: overlaps_after_revoking(group),
+            }),
+            (Action::GetStatus, _) => Ok(Reply::Status(canned_status())),
+            (Action::ExplainPacket { probe }, _) => Ok(Reply::Explained(explain(probe))),
             (Action::CreateSecurityGroup { .. }, "taken") => Err(ApiError::new(
                 ErrorCode::GroupDuplicate,
                 "The security group 'taken' already exists",
@@ -281,10 +369,13 @@ async fn client_round_trip_for_every_action() {
     c.authorize_pair("web", "lb", OTHER, Some(OWNER))
         .await
         .unwrap();
-    c.revoke_cidr("web", "icmp", 8, -1, "0.0.0.0/0", None)
+    let overlaps = c
+        .revoke_cidr("web", "icmp", 8, -1, "0.0.0.0/0", None)
         .await
         .unwrap();
-    c.revoke_pair("web", "lb", OTHER, None).await.unwrap();
+    assert_eq!(overlaps, []);
+    let overlaps = c.revoke_pair("web", "lb", OTHER, None).await.unwrap();
+    assert_eq!(overlaps, []);
     c.register_instance(
         "i-1",
         "tap0",
@@ -373,6 +464,170 @@ async fn client_round_trip_for_every_action() {
             owner: owner(OWNER),
             names: vec![GroupName::parse("g", "web").unwrap()],
         },
+    ];
+    assert_eq!(server.sink.actions(), expected);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_round_trip_for_members_groups_status_and_explain() {
+    let server = Server::start(|_| {}).await;
+    let c = server.client();
+    c.add_group_members("web", &["192.0.2.7", "2001:db8::7"], None)
+        .await
+        .unwrap();
+    c.remove_group_members("web", &["192.0.2.7"], Some(OTHER))
+        .await
+        .unwrap();
+    c.modify_instance_groups("i-1", &["db", "web"], None)
+        .await
+        .unwrap();
+
+    let overlaps = c
+        .revoke_cidr("shared", "tcp", 80, 80, "0.0.0.0/0", None)
+        .await
+        .unwrap();
+    assert_eq!(
+        overlaps,
+        [
+            OverlapView {
+                owner: OWNER.into(),
+                group: "web".into(),
+                full: true,
+                permission: PermissionView::Cidr {
+                    protocol: "tcp".into(),
+                    from: 0,
+                    to: 1023,
+                    cidr: "0.0.0.0/0".into()
+                },
+                instances: vec!["i-1".into(), "i-2".into()],
+            },
+            OverlapView {
+                owner: OWNER.into(),
+                group: "ops".into(),
+                full: false,
+                permission: PermissionView::AllFromGroup {
+                    owner: OTHER.into(),
+                    group: "lb".into()
+                },
+                instances: vec!["i-2".into()],
+            },
+        ]
+    );
+    let overlaps = c.revoke_pair("shared", "lb", OTHER, None).await.unwrap();
+    assert_eq!(overlaps.len(), 2);
+
+    assert_eq!(
+        c.status().await.unwrap(),
+        StatusView {
+            generation: 42,
+            groups: 3,
+            permissions: 7,
+            instances: 2,
+            remote_members: 5,
+            rules: 31,
+            set_elements: 9,
+            last_commit_actions: 1,
+            last_commit_ops: 6,
+            last_commit_micros: 2500,
+            last_store_micros: 1800,
+            last_kernel_micros: 700,
+            table: "secgroupd".into(),
+            mode: "forward".into(),
+            established_on_revoke: "keep".into(),
+        }
+    );
+
+    let e = c
+        .explain("i-1", "198.51.100.4", "tcp", Some(80), None, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        e,
+        ExplanationView {
+            instance: "i-1".into(),
+            interface: "tap1".into(),
+            admitted: true,
+            admitted_by: vec![
+                AdmitView {
+                    owner: OWNER.into(),
+                    group: "web".into(),
+                    permission: PermissionView::Cidr {
+                        protocol: "tcp".into(),
+                        from: 80,
+                        to: 80,
+                        cidr: "0.0.0.0/0".into()
+                    },
+                },
+                AdmitView {
+                    owner: OWNER.into(),
+                    group: "db".into(),
+                    permission: PermissionView::AllFromGroup {
+                        owner: OWNER.into(),
+                        group: "web".into()
+                    },
+                },
+            ],
+        }
+    );
+    let e = c
+        .explain("i-2", "2001:db8::1", "icmpv6", None, Some(128), Some(0))
+        .await
+        .unwrap();
+    assert!(!e.admitted && e.admitted_by.is_empty(), "{e:?}");
+    // The daemon takes ICMP code 0 when none is sent.
+    c.explain("i-2", "10.0.0.1", "icmp", None, Some(8), None)
+        .await
+        .unwrap();
+
+    let addrs = |list: &[&str]| -> Vec<std::net::IpAddr> {
+        list.iter().map(|a| a.parse().unwrap()).collect()
+    };
+    let probe =
+        |id: &str, source: &str, protocol, port, icmp_type, icmp_code| Action::ExplainPacket {
+            probe: PacketProbe {
+                instance: instance_id(id),
+                source: source.parse().unwrap(),
+                protocol,
+                port,
+                icmp_type,
+                icmp_code,
+            },
+        };
+    let expected = vec![
+        Action::AddGroupMembers {
+            group: key(OWNER, "web"),
+            addresses: addrs(&["192.0.2.7", "2001:db8::7"]),
+        },
+        Action::RemoveGroupMembers {
+            group: key(OTHER, "web"),
+            addresses: addrs(&["192.0.2.7"]),
+        },
+        Action::ModifyInstanceGroups {
+            id: instance_id("i-1"),
+            groups: vec![key(OWNER, "db"), key(OWNER, "web")],
+        },
+        Action::RevokeSecurityGroupIngress {
+            group: key(OWNER, "shared"),
+            permission: tcp(80, 80, "0.0.0.0/0"),
+        },
+        Action::RevokeSecurityGroupIngress {
+            group: key(OWNER, "shared"),
+            permission: IpPermission::GroupPair {
+                source: key(OTHER, "lb"),
+            },
+        },
+        Action::GetStatus,
+        probe("i-1", "198.51.100.4", Protocol::Tcp, Some(80), None, None),
+        probe(
+            "i-2",
+            "2001:db8::1",
+            Protocol::Icmpv6,
+            None,
+            Some(128),
+            Some(0),
+        ),
+        probe("i-2", "10.0.0.1", Protocol::Icmp, None, Some(8), Some(0)),
     ];
     assert_eq!(server.sink.actions(), expected);
     server.stop().await;
@@ -829,6 +1084,18 @@ async fn the_blocking_client_works_outside_async_code() {
     let groups = tokio::task::spawn_blocking(move || {
         let c = client::blocking::Client::new(&path).unwrap();
         c.create_group("web", "w", None).unwrap();
+        c.add_group_members("web", &["192.0.2.9"], None).unwrap();
+        c.remove_group_members("web", &["192.0.2.9"], None).unwrap();
+        c.modify_instance_groups("i-1", &["web"], None).unwrap();
+        let overlaps = c
+            .revoke_cidr("shared", "tcp", 80, 80, "0.0.0.0/0", None)
+            .unwrap();
+        assert_eq!(overlaps.len(), 2);
+        assert_eq!(c.status().unwrap().generation, 42);
+        let e = c
+            .explain("i-1", "192.0.2.1", "udp", Some(53), None, None)
+            .unwrap();
+        assert_eq!(e.admitted_by[0].group, "web");
         let e = c.delete_group("missing", None).unwrap_err();
         assert_eq!(e.codes(), ["InvalidGroup.NotFound"]);
         match c.call(&[("Action", "DescribeSecurityGroups")]).unwrap() {
@@ -932,5 +1199,178 @@ async fn secgroupctl_against_the_server() {
 
     let actions = server.sink.actions();
     assert_eq!(actions.len(), 5, "{actions:?}"); // create, authorize, describe, delete, raw delete
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secgroupctl_members_groups_status_explain_and_overlap_warnings() {
+    let server = Server::start(|_| {}).await;
+    let run = |args: &'static [&'static str]| ctl(&server.path, args);
+
+    let (code, out, err) = run(&[
+        "add-members",
+        "web",
+        "--address",
+        "192.0.2.7",
+        "2001:db8::7",
+    ])
+    .await;
+    assert_eq!(
+        (code, out.as_str(), err.as_str()),
+        (0, "web: added remote members 192.0.2.7, 2001:db8::7\n", "")
+    );
+    let (code, out, _) = run(&["remove-members", "web", "--address", "192.0.2.7"]).await;
+    assert_eq!(
+        (code, out.as_str()),
+        (0, "web: removed remote members 192.0.2.7\n")
+    );
+    let (code, out, _) = run(&[
+        "modify-instance-groups",
+        "i-1",
+        "--group",
+        "db",
+        "--group",
+        "web",
+    ])
+    .await;
+    assert_eq!(
+        (code, out.as_str()),
+        (0, "instance i-1 is now in groups db, web\n")
+    );
+
+    let (code, out, err) = run(&["status"]).await;
+    assert_eq!((code, err.as_str()), (0, ""));
+    assert_eq!(
+        out,
+        "generation             42\n\
+         groups                 3\n\
+         permissions            7\n\
+         instances              2\n\
+         remote members         5\n\
+         rules                  31\n\
+         set elements           9\n\
+         last commit actions    1\n\
+         last commit ops        6\n\
+         last commit            2.500 ms\n\
+         last store write       1.800 ms\n\
+         last kernel batch      0.700 ms\n\
+         table                  secgroupd\n\
+         mode                   forward\n\
+         established on revoke  keep\n"
+    );
+
+    let (code, out, err) = run(&[
+        "explain",
+        "--instance",
+        "i-1",
+        "--source",
+        "198.51.100.4",
+        "--protocol",
+        "tcp",
+        "--port",
+        "80",
+    ])
+    .await;
+    assert_eq!((code, err.as_str()), (0, ""));
+    assert_eq!(
+        out,
+        "admitted by web: tcp 80 from 0.0.0.0/0\n  \
+         also admitted by db: all traffic from group 123456789012/web\n"
+    );
+    let (code, out, _) = run(&[
+        "explain",
+        "--instance",
+        "i-2",
+        "--source",
+        "10.0.0.1",
+        "--protocol",
+        "icmp",
+        "--icmp-type",
+        "8",
+    ])
+    .await;
+    assert_eq!(
+        (code, out.as_str()),
+        (
+            0,
+            "not admitted: no permission of the groups of i-2 (on tap2) admits it\n"
+        )
+    );
+
+    // A revoke that leaves overlaps: the confirmation on stdout, a warning per overlap.
+    let (code, out, err) = run(&[
+        "revoke",
+        "shared",
+        "--protocol",
+        "tcp",
+        "--port",
+        "80",
+        "--cidr",
+        "0.0.0.0/0",
+    ])
+    .await;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "shared: revoked tcp 80 from 0.0.0.0/0\n");
+    assert_eq!(
+        err,
+        "warning: still admitted fully by web: tcp 0-1023 from 0.0.0.0/0 \
+         (instances i-1, i-2)\n\
+         warning: still admitted partly by ops: all traffic from group 210987654321/lb \
+         (instances i-2)\n"
+    );
+    let (code, _, err) = run(&[
+        "revoke",
+        "web",
+        "--protocol",
+        "tcp",
+        "--port",
+        "80",
+        "--cidr",
+        "0.0.0.0/0",
+    ])
+    .await;
+    assert_eq!((code, err.as_str()), (0, ""), "no overlaps, no warning");
+
+    let seen = server.sink.actions().len();
+    // Flags that do not fit the protocol are usage errors, sent nowhere.
+    for bad in [
+        &[
+            "explain",
+            "--instance",
+            "i-1",
+            "--source",
+            "10.0.0.1",
+            "--protocol",
+            "icmp",
+            "--port",
+            "80",
+        ][..],
+        &[
+            "explain",
+            "--instance",
+            "i-1",
+            "--source",
+            "10.0.0.1",
+            "--protocol",
+            "tcp",
+            "--icmp-type",
+            "8",
+        ],
+        &[
+            "explain",
+            "--instance",
+            "i-1",
+            "--source",
+            "10.0.0.1",
+            "--protocol",
+            "tcp",
+        ],
+        &["add-members", "web"],
+        &["modify-instance-groups", "i-1"],
+    ] {
+        let (code, _, err) = ctl(&server.path, bad).await;
+        assert_eq!(code, 2, "{bad:?}: {err}");
+    }
+    assert_eq!(server.sink.actions().len(), seen);
     server.stop().await;
 }

@@ -1,13 +1,15 @@
 //! `secgroupctl`: the operator's command line for secgroupd's control socket.
 //!
-//! Exit status: 0 success, 1 the daemon refused (EC2 errors) or answered garbage,
-//! 2 usage error, 3 cannot connect to the socket.
+//! Exit status: 0 success (for `explain`, admitted or not), 1 the daemon refused (EC2
+//! errors) or answered garbage, 2 usage error, 3 cannot connect to the socket.
 
 use anyhow::Context;
 use clap::error::ErrorKind;
 use clap::{ArgGroup, Args, CommandFactory, Parser, Subcommand};
-use secgroupd::client::display::{groups_table, ports_text};
-use secgroupd::client::{Client, ClientError, Response};
+use secgroupd::client::display::{
+    explanation_text, groups_table, overlap_text, permission_text, status_table,
+};
+use secgroupd::client::{Client, ClientError, PermissionView, Response};
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -65,6 +67,30 @@ enum Command {
     },
     /// Remove an instance; its interface is no longer filtered.
     DeregisterInstance { id: String },
+    /// Add members that live on other hosts to a group, by address: permissions that
+    /// name the group as source admit them.
+    AddMembers {
+        group: String,
+        #[arg(long = "address", value_name = "ADDR", required = true, num_args = 1..)]
+        addresses: Vec<String>,
+    },
+    /// Remove members that live on other hosts from a group.
+    RemoveMembers {
+        group: String,
+        #[arg(long = "address", value_name = "ADDR", required = true, num_args = 1..)]
+        addresses: Vec<String>,
+    },
+    /// Replace an instance's groups in one step.
+    ModifyInstanceGroups {
+        id: String,
+        /// The new groups, in order.
+        #[arg(long = "group", value_name = "GROUP", required = true, num_args = 1..)]
+        groups: Vec<String>,
+    },
+    /// Show the daemon's figures: state size, last commit, configuration.
+    Status,
+    /// Tell which permission admits a packet to an instance (exit 0 either way).
+    Explain(ExplainArgs),
     /// Send arbitrary parameters, e.g. `raw Action=DescribeSecurityGroups GroupName.1=web`;
     /// prints the XML answer.
     Raw {
@@ -110,6 +136,30 @@ struct PermissionArgs {
     source_owner: Option<String>,
 }
 
+/// A packet to explain: TCP/UDP to a port, or ICMP of a type (and code).
+#[derive(Args, Debug)]
+#[command(group(ArgGroup::new("target").required(true).args(["port", "icmp_type"])))]
+struct ExplainArgs {
+    /// The instance the packet goes to.
+    #[arg(long, value_name = "ID")]
+    instance: String,
+    /// The packet's source address.
+    #[arg(long, value_name = "IP")]
+    source: String,
+    /// tcp, udp, icmp or icmpv6.
+    #[arg(long)]
+    protocol: String,
+    /// TCP/UDP destination port.
+    #[arg(long, value_name = "N", conflicts_with_all = ["icmp_type", "icmp_code"])]
+    port: Option<u16>,
+    /// ICMP type.
+    #[arg(long, value_name = "T")]
+    icmp_type: Option<u8>,
+    /// ICMP code (0 if absent).
+    #[arg(long, value_name = "C", requires = "icmp_type")]
+    icmp_code: Option<u8>,
+}
+
 /// A permission as the client sends it.
 enum Permission {
     Cidr {
@@ -126,21 +176,24 @@ enum Permission {
 
 impl std::fmt::Display for Permission {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
+        let view = match self {
             Permission::Cidr {
                 protocol,
                 from,
                 to,
                 cidr,
-            } => write!(
-                f,
-                "{protocol} {} from {cidr}",
-                ports_text(protocol, *from, *to)
-            ),
-            Permission::Pair { group, owner } => {
-                write!(f, "all traffic from group {owner}/{group}")
-            }
-        }
+            } => PermissionView::Cidr {
+                protocol: protocol.clone(),
+                from: *from,
+                to: *to,
+                cidr: cidr.clone(),
+            },
+            Permission::Pair { group, owner } => PermissionView::AllFromGroup {
+                owner: owner.clone(),
+                group: group.clone(),
+            },
+        };
+        f.write_str(&permission_text(&view))
     }
 }
 
@@ -208,7 +261,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         client.revoke_pair(&args.group, group, src, owner).await
                     }
                 };
-                done.map(|_| format!("{}: revoked {p}\n", args.group))
+                done.map(|overlaps| {
+                    // On stderr, so that a script reading stdout sees only the confirmation.
+                    for o in &overlaps {
+                        eprintln!("warning: {}", overlap_text(o));
+                    }
+                    format!("{}: revoked {p}\n", args.group)
+                })
             }
             Command::Describe { names } => {
                 let names: Vec<&str> = names.iter().map(String::as_str).collect();
@@ -234,6 +293,42 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .deregister_instance(id, owner)
                 .await
                 .map(|_| format!("deregistered instance {id}\n")),
+            Command::AddMembers { group, addresses } => {
+                let addrs: Vec<&str> = addresses.iter().map(String::as_str).collect();
+                client
+                    .add_group_members(group, &addrs, owner)
+                    .await
+                    .map(|_| format!("{group}: added remote members {}\n", addrs.join(", ")))
+            }
+            Command::RemoveMembers { group, addresses } => {
+                let addrs: Vec<&str> = addresses.iter().map(String::as_str).collect();
+                client
+                    .remove_group_members(group, &addrs, owner)
+                    .await
+                    .map(|_| format!("{group}: removed remote members {}\n", addrs.join(", ")))
+            }
+            Command::ModifyInstanceGroups { id, groups } => {
+                let groups: Vec<&str> = groups.iter().map(String::as_str).collect();
+                client
+                    .modify_instance_groups(id, &groups, owner)
+                    .await
+                    .map(|_| format!("instance {id} is now in groups {}\n", groups.join(", ")))
+            }
+            Command::Status => client.status().await.map(|s| status_table(&s)),
+            Command::Explain(a) => {
+                check_probe(a);
+                client
+                    .explain(
+                        &a.instance,
+                        &a.source,
+                        &a.protocol.to_ascii_lowercase(),
+                        a.port,
+                        a.icmp_type,
+                        a.icmp_code,
+                    )
+                    .await
+                    .map(|e| explanation_text(&e))
+            }
             Command::Raw { params } => raw(&client, params, owner).await,
         }
     });
@@ -352,6 +447,25 @@ fn permission(a: &PermissionArgs, owner: Option<&str>) -> Permission {
     }
 }
 
+/// The probe's flags must fit its protocol (clap checks the rest); usage errors exit.
+fn check_probe(a: &ExplainArgs) {
+    match a.protocol.to_ascii_lowercase().as_str() {
+        "tcp" | "udp" if a.port.is_none() => usage(
+            ErrorKind::MissingRequiredArgument,
+            format!("{} needs --port N", a.protocol),
+        ),
+        "icmp" | "icmpv6" if a.icmp_type.is_none() => usage(
+            ErrorKind::MissingRequiredArgument,
+            format!("{} needs --icmp-type T (and --icmp-code C)", a.protocol),
+        ),
+        "tcp" | "udp" | "icmp" | "icmpv6" => {}
+        other => usage(
+            ErrorKind::InvalidValue,
+            format!("--protocol {other:?}: use tcp, udp, icmp or icmpv6"),
+        ),
+    }
+}
+
 /// `raw NAME=VALUE…`: the XML answer on success, the errors otherwise.
 async fn raw(
     client: &Client,
@@ -388,132 +502,8 @@ async fn raw(
     }
 }
 
+// A crate root finds its modules beside it, in src/bin/, where Cargo would take a
+// tests.rs for another binary: hence the path.
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cli_is_well_formed() {
-        Cli::command().debug_assert();
-    }
-
-    #[test]
-    fn permission_flags() {
-        let parse = |args: &[&str]| {
-            let cli = Cli::try_parse_from(args.iter().copied()).unwrap();
-            match cli.command {
-                Command::Authorize(a) => permission(&a, cli.owner.as_deref()).to_string(),
-                _ => unreachable!(),
-            }
-        };
-        assert_eq!(
-            parse(&[
-                "x",
-                "authorize",
-                "web",
-                "--protocol",
-                "tcp",
-                "--port",
-                "22",
-                "--cidr",
-                "10.0.0.0/8"
-            ]),
-            "tcp 22 from 10.0.0.0/8"
-        );
-        assert_eq!(
-            parse(&[
-                "x",
-                "authorize",
-                "web",
-                "--protocol",
-                "udp",
-                "--ports",
-                "53-54",
-                "--cidr",
-                "::/0"
-            ]),
-            "udp 53-54 from ::/0"
-        );
-        assert_eq!(
-            parse(&[
-                "x",
-                "authorize",
-                "web",
-                "--protocol",
-                "icmp",
-                "--icmp-type",
-                "8",
-                "--cidr",
-                "0.0.0.0/0"
-            ]),
-            "icmp type 8 from 0.0.0.0/0"
-        );
-        assert_eq!(
-            parse(&[
-                "x",
-                "authorize",
-                "web",
-                "--protocol",
-                "icmp",
-                "--icmp-type",
-                "-1",
-                "--cidr",
-                "0.0.0.0/0"
-            ]),
-            "icmp all types from 0.0.0.0/0"
-        );
-        assert_eq!(
-            parse(&[
-                "x",
-                "--owner",
-                "111111111111",
-                "authorize",
-                "web",
-                "--source-group",
-                "lb"
-            ]),
-            "all traffic from group 111111111111/lb"
-        );
-        for bad in [
-            &["x", "authorize", "web"][..],
-            &["x", "authorize", "web", "--cidr", "10.0.0.0/8"],
-            &[
-                "x",
-                "authorize",
-                "web",
-                "--protocol",
-                "tcp",
-                "--port",
-                "1",
-                "--cidr",
-                "10.0.0.0/8",
-                "--source-group",
-                "g",
-            ],
-            &[
-                "x",
-                "authorize",
-                "web",
-                "--protocol",
-                "tcp",
-                "--port",
-                "1",
-                "--ports",
-                "1-2",
-                "--cidr",
-                "10.0.0.0/8",
-            ],
-            &[
-                "x",
-                "authorize",
-                "web",
-                "--source-group",
-                "g",
-                "--port",
-                "1",
-            ],
-        ] {
-            assert!(Cli::try_parse_from(bad.iter().copied()).is_err(), "{bad:?}");
-        }
-    }
-}
+#[path = "secgroupctl/tests.rs"]
+mod tests;

@@ -3,7 +3,9 @@
 //! Each client owns a current-thread tokio runtime and blocks on it; do not use it from
 //! inside an async context (tokio forbids blocking on a runtime there).
 
-use super::{ClientError, GroupView, RawResponse, Response};
+use super::{
+    ClientError, ExplanationView, GroupView, OverlapView, RawResponse, Response, StatusView,
+};
 use std::io;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -77,7 +79,7 @@ impl Client {
         to: i32,
         cidr: &str,
         owner: Option<&str>,
-    ) -> Result<String, ClientError> {
+    ) -> Result<Vec<OverlapView>, ClientError> {
         self.rt.block_on(
             self.inner
                 .revoke_cidr(group, protocol, from, to, cidr, owner),
@@ -103,7 +105,7 @@ impl Client {
         src_group: &str,
         src_owner: &str,
         owner: Option<&str>,
-    ) -> Result<String, ClientError> {
+    ) -> Result<Vec<OverlapView>, ClientError> {
         self.rt
             .block_on(self.inner.revoke_pair(group, src_group, src_owner, owner))
     }
@@ -136,5 +138,54 @@ impl Client {
         owner: Option<&str>,
     ) -> Result<String, ClientError> {
         self.rt.block_on(self.inner.deregister_instance(id, owner))
+    }
+
+    pub fn add_group_members(
+        &self,
+        group: &str,
+        addrs: &[&str],
+        owner: Option<&str>,
+    ) -> Result<String, ClientError> {
+        self.rt
+            .block_on(self.inner.add_group_members(group, addrs, owner))
+    }
+
+    pub fn remove_group_members(
+        &self,
+        group: &str,
+        addrs: &[&str],
+        owner: Option<&str>,
+    ) -> Result<String, ClientError> {
+        self.rt
+            .block_on(self.inner.remove_group_members(group, addrs, owner))
+    }
+
+    pub fn modify_instance_groups(
+        &self,
+        id: &str,
+        groups: &[&str],
+        owner: Option<&str>,
+    ) -> Result<String, ClientError> {
+        self.rt
+            .block_on(self.inner.modify_instance_groups(id, groups, owner))
+    }
+
+    pub fn status(&self) -> Result<StatusView, ClientError> {
+        self.rt.block_on(self.inner.status())
+    }
+
+    pub fn explain(
+        &self,
+        instance: &str,
+        source: &str,
+        protocol: &str,
+        port: Option<u16>,
+        icmp_type: Option<u8>,
+        icmp_code: Option<u8>,
+    ) -> Result<ExplanationView, ClientError> {
+        self.rt.block_on(
+            self.inner
+                .explain(instance, source, protocol, port, icmp_type, icmp_code),
+        )
     }
 }

@@ -1,5 +1,7 @@
 //! The daemon's answers, read back from XML into plain data.
 
+use super::permission;
+use super::views::{self, ExplanationView, OverlapView, StatusView};
 use super::xml::{self, Element};
 use std::fmt;
 
@@ -26,7 +28,14 @@ pub enum SuccessData {
     Return(bool),
     /// `securityGroupInfo` of DescribeSecurityGroups.
     Groups(Vec<GroupView>),
-    /// Neither of the above.
+    /// `<return>true</return>` of a revoke with `overlappingPermissions` (a revoke that
+    /// overlaps nothing answers a plain [`SuccessData::Return`]).
+    Revoked(Vec<OverlapView>),
+    /// GetStatus figures.
+    Status(StatusView),
+    /// ExplainPacket's answer.
+    Explained(ExplanationView),
+    /// None of the above.
     Other,
 }
 
@@ -134,6 +143,12 @@ pub(crate) fn parse(status: u16, body: &str) -> Result<Response, String> {
                 .map(group)
                 .collect::<Result<_, _>>()?,
         )
+    } else if root.child("overlappingPermissions").is_some() {
+        SuccessData::Revoked(views::overlaps(&root)?)
+    } else if root.child("admittedBy").is_some() {
+        SuccessData::Explained(views::explanation(&root)?)
+    } else if root.child("generation").is_some() {
+        SuccessData::Status(views::status(&root)?)
     } else if let Some(r) = root.child_text("return") {
         SuccessData::Return(r == "true")
     } else {
@@ -150,30 +165,7 @@ fn group(item: &Element) -> Result<GroupView, String> {
     let text = |name: &str| item.child_text(name).unwrap_or("").to_string();
     let mut permissions = Vec::new();
     for p in item.items("ipPermissions") {
-        let protocol = p.child_text("ipProtocol").unwrap_or("").to_string();
-        let port = |name: &str| {
-            let s = p.child_text(name).unwrap_or("");
-            s.parse::<i32>()
-                .map_err(|_| format!("{name} {s:?} is not an integer"))
-        };
-        let (from, to) = (port("fromPort")?, port("toPort")?);
-        for g in p.items("groups") {
-            permissions.push(PermissionView::Pair {
-                protocol: protocol.clone(),
-                from,
-                to,
-                owner: g.child_text("userId").unwrap_or("").to_string(),
-                group: g.child_text("groupName").unwrap_or("").to_string(),
-            });
-        }
-        for r in p.items("ipRanges") {
-            permissions.push(PermissionView::Cidr {
-                protocol: protocol.clone(),
-                from,
-                to,
-                cidr: r.child_text("cidrIp").unwrap_or("").to_string(),
-            });
-        }
+        permissions.extend(permission::entries(p)?);
     }
     Ok(GroupView {
         owner: text("ownerId"),

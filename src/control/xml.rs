@@ -3,7 +3,10 @@
 //! Written with quick-xml's writer so that every value (descriptions above all, which may
 //! hold `<`, `&` and quotes) is escaped by construction rather than by care.
 
-use crate::model::{ApiError, GroupInfo, IpPermission, Reply};
+use crate::model::{
+    ApiError, Cidr, Explanation, GroupInfo, GroupKey, IpPermission, Overlap, Reply, StatusInfo,
+    Traffic,
+};
 use quick_xml::Writer;
 use quick_xml::events::{BytesDecl, BytesText, Event};
 use std::io;
@@ -17,8 +20,13 @@ const PAIR_TRAFFIC: [(&str, i32, i32); 3] =
 
 type W = Writer<Vec<u8>>;
 
-/// `<{action}Response>` for a successful action: `<return>true</return>` or, for
-/// [`Reply::Groups`], the `securityGroupInfo` list.
+/// `<{action}Response>` for a successful action, after its `requestId`:
+/// - for [`Reply::Done`], `<return>true</return>`;
+/// - for [`Reply::Groups`], the `securityGroupInfo` list;
+/// - for [`Reply::Revoked`], `<return>true</return>`, then `overlappingPermissions` if
+///   any permission still admits some of the revoked traffic;
+/// - for [`Reply::Status`], one element per figure (`generation`, `groups`, …);
+/// - for [`Reply::Explained`], `instanceId`, `interface`, `admitted`, `admittedBy`.
 pub fn render_reply(action: &str, request_id: &str, reply: &Reply) -> String {
     document(|w| {
         w.create_element(format!("{action}Response"))
@@ -28,10 +36,15 @@ pub fn render_reply(action: &str, request_id: &str, reply: &Reply) -> String {
                 match reply {
                     Reply::Done => text(w, "return", "true"),
                     Reply::Groups(groups) => list(w, "securityGroupInfo", groups, group),
-                    // TODO(step 2/3 API): overlap, status and explanation elements.
-                    Reply::Revoked { .. } | Reply::Status(_) | Reply::Explained(_) => {
-                        text(w, "return", "true")
+                    Reply::Revoked { overlaps } => {
+                        text(w, "return", "true")?;
+                        if overlaps.is_empty() {
+                            return Ok(());
+                        }
+                        list(w, "overlappingPermissions", overlaps, overlap)
                     }
+                    Reply::Status(s) => status(w, s),
+                    Reply::Explained(e) => explanation(w, e),
                 }
             })?;
         Ok(())
@@ -116,19 +129,21 @@ struct PermissionItem<'a> {
     cidr: Option<String>,
 }
 
+fn cidr_item<'a>(traffic: &'a Traffic, cidr: &Cidr) -> PermissionItem<'a> {
+    let (from, to) = traffic.from_to();
+    PermissionItem {
+        protocol: traffic.protocol().as_str(),
+        from,
+        to,
+        pair: None,
+        cidr: Some(cidr.to_string()),
+    }
+}
+
 /// A CIDR permission is one item; a group pair is the three items EC2 2007 showed.
 fn permission_items(p: &IpPermission) -> Vec<PermissionItem<'_>> {
     match p {
-        IpPermission::Cidr { traffic, cidr } => {
-            let (from, to) = traffic.from_to();
-            vec![PermissionItem {
-                protocol: traffic.protocol().as_str(),
-                from,
-                to,
-                pair: None,
-                cidr: Some(cidr.to_string()),
-            }]
-        }
+        IpPermission::Cidr { traffic, cidr } => vec![cidr_item(traffic, cidr)],
         IpPermission::GroupPair { source } => PAIR_TRAFFIC
             .iter()
             .map(|&(protocol, from, to)| PermissionItem {
@@ -142,8 +157,90 @@ fn permission_items(p: &IpPermission) -> Vec<PermissionItem<'_>> {
     }
 }
 
-fn permission_item(w: &mut W, p: &PermissionItem) -> io::Result<()> {
+/// `<name>` holding one permission as a single Describe-style item: a CIDR permission as
+/// Describe shows it, a group pair as protocol `all`, ports -1/-1, with its `groups/item`
+/// (one element, where Describe shows EC2 2007's three).
+fn ip_permission(w: &mut W, name: &str, p: &IpPermission) -> io::Result<()> {
+    let item = match p {
+        IpPermission::GroupPair { source } => PermissionItem {
+            protocol: "all",
+            from: -1,
+            to: -1,
+            pair: Some((source.owner.as_str(), source.name.as_str())),
+            cidr: None,
+        },
+        IpPermission::Cidr { traffic, cidr } => cidr_item(traffic, cidr),
+    };
+    permission_element(w, name, &item)
+}
+
+/// `groupName` and `ownerId` of a group, as overlaps and explanations name it.
+fn group_names(w: &mut W, g: &GroupKey) -> io::Result<()> {
+    text(w, "groupName", g.name.as_str())?;
+    text(w, "ownerId", g.owner.as_str())
+}
+
+/// One `overlappingPermissions/item`.
+fn overlap(w: &mut W, o: &Overlap) -> io::Result<()> {
     w.create_element("item").write_inner_content(|w| {
+        group_names(w, &o.group)?;
+        text(w, "full", if o.full { "true" } else { "false" })?;
+        ip_permission(w, "ipPermission", &o.permission)?;
+        list(w, "instancesSet", &o.instances, |w, id| {
+            w.create_element("item")
+                .write_inner_content(|w| text(w, "instanceId", id.as_str()))?;
+            Ok(())
+        })
+    })?;
+    Ok(())
+}
+
+/// The GetStatus figures, one element each, in [`StatusInfo`]'s order.
+fn status(w: &mut W, s: &StatusInfo) -> io::Result<()> {
+    let numbers: [(&str, u64); 12] = [
+        ("generation", s.generation),
+        ("groups", s.groups as u64),
+        ("permissions", s.permissions as u64),
+        ("instances", s.instances as u64),
+        ("remoteMembers", s.remote_members as u64),
+        ("rules", s.rules as u64),
+        ("setElements", s.set_elements as u64),
+        ("lastCommitActions", s.last_commit_actions as u64),
+        ("lastCommitOps", s.last_commit_ops as u64),
+        ("lastCommitMicros", s.last_commit_micros),
+        ("lastStoreMicros", s.last_store_micros),
+        ("lastKernelMicros", s.last_kernel_micros),
+    ];
+    for (name, value) in numbers {
+        text(w, name, &value.to_string())?;
+    }
+    text(w, "table", &s.table)?;
+    text(w, "mode", &s.mode)?;
+    text(w, "establishedOnRevoke", &s.established_on_revoke)
+}
+
+/// The ExplainPacket answer: the first `admittedBy` item is the permission that accepts.
+fn explanation(w: &mut W, e: &Explanation) -> io::Result<()> {
+    text(w, "instanceId", e.instance.as_str())?;
+    text(w, "interface", e.interface.as_str())?;
+    let admitted = !e.admitted_by.is_empty();
+    text(w, "admitted", if admitted { "true" } else { "false" })?;
+    list(w, "admittedBy", &e.admitted_by, |w, (group, permission)| {
+        w.create_element("item").write_inner_content(|w| {
+            group_names(w, group)?;
+            ip_permission(w, "ipPermission", permission)
+        })?;
+        Ok(())
+    })
+}
+
+fn permission_item(w: &mut W, p: &PermissionItem) -> io::Result<()> {
+    permission_element(w, "item", p)
+}
+
+/// `<name>` with `ipProtocol`, `fromPort`, `toPort`, `groups`, `ipRanges`.
+fn permission_element(w: &mut W, name: &str, p: &PermissionItem) -> io::Result<()> {
+    w.create_element(name).write_inner_content(|w| {
         text(w, "ipProtocol", p.protocol)?;
         text(w, "fromPort", &p.from.to_string())?;
         text(w, "toPort", &p.to.to_string())?;
@@ -165,6 +262,8 @@ fn permission_item(w: &mut W, p: &PermissionItem) -> io::Result<()> {
     Ok(())
 }
 
+#[cfg(test)]
+mod golden;
 #[cfg(test)]
 mod tests {
     use super::*;

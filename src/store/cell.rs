@@ -4,6 +4,7 @@
 
 use rusqlite::Row;
 use rusqlite::types::ValueRef;
+use std::net::IpAddr;
 
 pub(super) fn int(row: &Row<'_>, i: usize, column: &str) -> Result<i64, String> {
     opt_int(row, i, column)?.ok_or_else(|| format!("column {column} is NULL"))
@@ -63,4 +64,28 @@ pub(super) fn parse<T, E: std::fmt::Display>(
 ) -> Result<T, String> {
     let s = text(row, i, column)?;
     parser(column, s).map_err(|e| format!("column {column}: {e}"))
+}
+
+/// An IP address in the canonical text the write side produces (`a.to_string()`), so that
+/// the UNIQUE constraints over the text really mean "no address twice".
+pub(super) fn address(row: &Row<'_>, i: usize, column: &str) -> Result<IpAddr, String> {
+    let s = text(row, i, column)?;
+    let a: IpAddr = s
+        .parse()
+        .map_err(|_| format!("column {column}: {s:?} is not an IP address"))?;
+    if a.to_string() != s {
+        return Err(format!(
+            "column {column}: {s:?} is not in canonical form (expected \"{a}\")"
+        ));
+    }
+    Ok(a)
+}
+
+/// A number within `0..=max` (a shard, say).
+pub(super) fn bounded(row: &Row<'_>, i: usize, column: &str, max: u32) -> Result<u32, String> {
+    let v = int(row, i, column)?;
+    u32::try_from(v)
+        .ok()
+        .filter(|v| *v <= max)
+        .ok_or_else(|| format!("column {column}: {v} is not in 0..={max}"))
 }

@@ -7,7 +7,7 @@
 
 use super::{Store, StoreError, ids};
 use crate::model::IpPermission;
-use crate::state::{Change, Counters, State};
+use crate::state::{Change, Counters, MAX_SHARD, State};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 /// Shown in errors, where the SQLite store shows its path.
@@ -107,6 +107,15 @@ fn rebuild(state: &State, counters: Counters) -> State {
     .unwrap_or_else(|_| state.clone())
 }
 
+/// The first element that appears twice (a second row the SQL store would refuse).
+fn first_repeat<T: PartialEq>(items: &[T]) -> Option<&T> {
+    items
+        .iter()
+        .enumerate()
+        .find(|(i, x)| items[..*i].contains(x))
+        .map(|(_, x)| x)
+}
+
 /// Why `change` cannot apply to `state`, mirroring the SQLite store's constraints.
 fn contradiction(state: &State, change: &Change) -> Result<(), String> {
     let group_num_used = |num| state.groups().any(|g| g.num == num);
@@ -116,9 +125,39 @@ fn contradiction(state: &State, change: &Change) -> Result<(), String> {
         IpPermission::Cidr { .. } => true,
     };
     match change {
-        Change::AddMembers { .. }
-        | Change::RemoveMembers { .. }
-        | Change::SetInstanceGroups { .. } => {}
+        Change::AddMembers { group, addresses } => {
+            let g = state
+                .group(group)
+                .ok_or_else(|| format!("group {group} is not stored"))?;
+            if let Some(a) =
+                first_repeat(addresses).or_else(|| addresses.iter().find(|a| g.remote.contains(a)))
+            {
+                return Err(format!("{a} is already a remote member of {group}"));
+            }
+        }
+        Change::RemoveMembers { group, addresses } => {
+            let g = state
+                .group(group)
+                .ok_or_else(|| format!("group {group} is not stored"))?;
+            if let Some(a) =
+                first_repeat(addresses).or_else(|| addresses.iter().find(|a| !g.remote.contains(a)))
+            {
+                return Err(format!("{a} is not a remote member of {group}"));
+            }
+        }
+        Change::SetInstanceGroups { id, from, to } => {
+            let stored = state
+                .instance(id)
+                .ok_or_else(|| format!("instance {id} is not stored"))?;
+            if stored.spec.groups != *from {
+                return Err(format!("instance {id} is not stored with these groups"));
+            }
+            if first_repeat(to).is_some() || to.iter().any(|g| state.group(g).is_none()) {
+                return Err(format!(
+                    "the new groups of {id} repeat a group or name a missing one"
+                ));
+            }
+        }
         Change::CreateGroup { key, num, .. } => {
             if state.group(key).is_some() || group_num_used(*num) {
                 return Err(format!("group {key} or num {num} exists"));
@@ -129,8 +168,14 @@ fn contradiction(state: &State, change: &Change) -> Result<(), String> {
                 return Err(format!("group {} or num {} exists", group.key, group.num));
             }
             for (id, gr) in &group.grants {
-                if grant_id_used(*id) || !source_ok(&gr.permission, &group.key) {
-                    return Err(format!("grant {id} exists or names a missing group"));
+                if grant_id_used(*id)
+                    || !source_ok(&gr.permission, &group.key)
+                    || gr.shard > MAX_SHARD
+                {
+                    return Err(format!(
+                        "grant {id} exists, names a missing group or is in shard {}",
+                        gr.shard
+                    ));
                 }
             }
         }
@@ -158,15 +203,16 @@ fn contradiction(state: &State, change: &Change) -> Result<(), String> {
             group,
             id,
             permission,
-            ..
+            shard,
         } => {
             if state.group(group).is_none()
                 || grant_id_used(*id)
                 || state.find_grant(group, permission).is_some()
                 || !source_ok(permission, group)
+                || *shard > MAX_SHARD
             {
                 return Err(format!(
-                    "grant {id} ({permission}) does not fit group {group}"
+                    "grant {id} ({permission}, shard {shard}) does not fit group {group}"
                 ));
             }
         }
@@ -174,16 +220,12 @@ fn contradiction(state: &State, change: &Change) -> Result<(), String> {
             group,
             id,
             permission,
-            ..
+            shard,
         } => {
-            if state
-                .group(group)
-                .and_then(|g| g.grants.get(id))
-                .map(|g| &g.permission)
-                != Some(permission)
-            {
+            let stored = state.group(group).and_then(|g| g.grants.get(id));
+            if stored.map(|g| (&g.permission, g.shard)) != Some((permission, *shard)) {
                 return Err(format!(
-                    "grant {id} ({permission}) is not stored on {group}"
+                    "grant {id} ({permission}) is not stored on {group} in shard {shard}"
                 ));
             }
         }
@@ -194,16 +236,8 @@ fn contradiction(state: &State, change: &Change) -> Result<(), String> {
                     || i.spec.interface == spec.interface
                     || i.spec.addresses.iter().any(|a| spec.addresses.contains(a))
             });
-            let repeats = spec
-                .addresses
-                .iter()
-                .enumerate()
-                .any(|(i, a)| spec.addresses[..i].contains(a))
-                || spec
-                    .groups
-                    .iter()
-                    .enumerate()
-                    .any(|(i, g)| spec.groups[..i].contains(g));
+            let repeats =
+                first_repeat(&spec.addresses).is_some() || first_repeat(&spec.groups).is_some();
             if clash || repeats || spec.groups.iter().any(|g| state.group(g).is_none()) {
                 return Err(format!(
                     "instance {} clashes or names a missing group",

@@ -9,6 +9,7 @@ mod fault;
 mod files;
 mod ids;
 mod memory;
+mod migrate;
 mod read;
 mod row;
 mod schema;

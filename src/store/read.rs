@@ -1,16 +1,20 @@
 //! Reads every table back into a [`State`], trusting nothing: each value goes through the
 //! model's parser, each reference and uniqueness rule is checked again (an operator's
-//! `sqlite3` session does not enforce foreign keys), and counters must be ahead of every
-//! id in use. Any failure is `Corrupt`, naming the table and row.
+//! `sqlite3` session does not enforce foreign keys, nor CHECK constraints with
+//! `ignore_check_constraints`), and counters must be ahead of every id in use. Any failure
+//! is `Corrupt`, naming the table and row.
+//!
+//! A shard holding more than `state::SHARD_SIZE` grants is accepted: it is only a longer
+//! chain (every grant of a version-1 store lands in shard 0), never a wrong answer.
 
-use super::cell::{id, int, opt_int, opt_text, parse, text};
+use super::cell::{address, bounded, id, int, opt_int, opt_text, parse, text};
 use super::fault::Fault;
 use super::row::PermissionRow;
 use crate::model::{
     GroupDescription, GroupKey, GroupName, InstanceId, InstanceSpec, InterfaceName, IpPermission,
     OwnerId,
 };
-use crate::state::{Counters, Group, Instance, State};
+use crate::state::{Counters, Grant, Group, Instance, MAX_SHARD, State};
 use rusqlite::{Connection, Row};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
@@ -19,6 +23,7 @@ use std::net::IpAddr;
 pub(super) fn state(conn: &Connection, counters: Counters) -> Result<State, Fault> {
     let mut groups = read_groups(conn)?;
     let max_grant = read_grants(conn, &mut groups)?;
+    read_remote_members(conn, &mut groups)?;
     let mut instances = read_instances(conn)?;
     read_addresses(conn, &mut instances)?;
     read_memberships(conn, &mut instances, &groups)?;
@@ -44,10 +49,9 @@ pub(super) fn state(conn: &Connection, counters: Counters) -> Result<State, Faul
         "instances, row num",
     )?;
 
-    // TODO(store v2): persist slots; until then they are handed out in load order.
-    let instances = instances.into_values().zip(1..).map(|(i, slot)| Instance {
+    let instances = instances.into_values().map(|i| Instance {
         num: i.num,
-        slot,
+        slot: i.slot,
         spec: InstanceSpec {
             id: i.id,
             interface: i.interface,
@@ -116,7 +120,7 @@ fn read_groups(conn: &Connection) -> Result<Groups, Fault> {
 /// Adds every grant to its group; returns the highest grant id.
 fn read_grants(conn: &Connection, groups: &mut Groups) -> Result<Option<u32>, Fault> {
     let sql = "SELECT id, group_num, kind, protocol, from_port, to_port, cidr, source_owner, \
-               source_name FROM grants ORDER BY id";
+               source_name, shard FROM grants ORDER BY id";
     let mut max = None;
     let mut seen = HashSet::new();
     each_row(conn, "grants", sql, |row| {
@@ -139,6 +143,7 @@ fn read_grants(conn: &Connection, groups: &mut Groups) -> Result<Option<u32>, Fa
             source_name: opt_text(row, 8, "source_name").map_err(fail)?,
         };
         let permission = values.to_permission().map_err(fail)?;
+        let shard = bounded(row, 9, "shard", MAX_SHARD).map_err(fail)?;
         if let IpPermission::GroupPair { source } = &permission
             && !groups.by_key.contains_key(source)
         {
@@ -152,13 +157,7 @@ fn read_grants(conn: &Connection, groups: &mut Groups) -> Result<Option<u32>, Fa
             )));
         }
         if let Some(group) = groups.by_key.get_mut(&key) {
-            group.grants.insert(
-                grant_id,
-                crate::state::Grant {
-                    permission,
-                    shard: 0,
-                },
-            );
+            group.grants.insert(grant_id, Grant { permission, shard });
         }
         max = Some(grant_id);
         Ok(())
@@ -166,10 +165,35 @@ fn read_grants(conn: &Connection, groups: &mut Groups) -> Result<Option<u32>, Fa
     Ok(max)
 }
 
+/// Adds every remote member to its group.
+fn read_remote_members(conn: &Connection, groups: &mut Groups) -> Result<(), Fault> {
+    let sql = "SELECT group_num, address FROM remote_members";
+    each_row(conn, "remote_members", sql, |row| {
+        let num = id(row, 0, "group_num").map_err(|e| corrupt("remote_members", "?", e))?;
+        let raw = text(row, 1, "address").unwrap_or("?");
+        let at = format!("(group_num={num}, address={raw:?})");
+        let fail = |e: String| corrupt("remote_members", &at, e);
+        let address = address(row, 1, "address").map_err(fail)?;
+        let group = groups
+            .by_num
+            .get(&num)
+            .and_then(|key| groups.by_key.get_mut(key))
+            .ok_or_else(|| fail(format!("group_num {num} names no row of table groups")))?;
+        if !group.remote.insert(address) {
+            return Err(fail(format!(
+                "address {address} is a remote member of {} twice",
+                group.key
+            )));
+        }
+        Ok(())
+    })
+}
+
 /// An instance while its rows are gathered.
 struct Partial {
     id: InstanceId,
     num: u32,
+    slot: u32,
     interface: InterfaceName,
     addresses: Vec<IpAddr>,
     groups: Vec<GroupKey>,
@@ -178,8 +202,8 @@ struct Partial {
 /// Keyed by the raw `instances.id` text that the other tables reference.
 fn read_instances(conn: &Connection) -> Result<BTreeMap<String, Partial>, Fault> {
     let mut out = BTreeMap::new();
-    let (mut nums, mut interfaces) = (HashSet::new(), HashSet::new());
-    let sql = "SELECT id, num, interface FROM instances";
+    let (mut nums, mut interfaces, mut slots) = (HashSet::new(), HashSet::new(), HashSet::new());
+    let sql = "SELECT id, num, interface, slot FROM instances";
     each_row(conn, "instances", sql, |row| {
         let raw = text(row, 0, "id")
             .map_err(|e| corrupt("instances", "?", e))?
@@ -190,9 +214,23 @@ fn read_instances(conn: &Connection) -> Result<BTreeMap<String, Partial>, Fault>
             id: parse(row, 0, "id", InstanceId::parse).map_err(fail)?,
             num: id(row, 1, "num").map_err(fail)?,
             interface: parse(row, 2, "interface", InterfaceName::parse).map_err(fail)?,
+            slot: id(row, 3, "slot").map_err(fail)?,
             addresses: Vec::new(),
             groups: Vec::new(),
         };
+        if partial.slot == 0 || partial.slot > crate::state::MAX_SLOT {
+            return Err(fail(format!(
+                "slot {} is not from 1 to {}",
+                partial.slot,
+                crate::state::MAX_SLOT
+            )));
+        }
+        if !slots.insert(partial.slot) {
+            return Err(fail(format!(
+                "a second instance with slot {}",
+                partial.slot
+            )));
+        }
         if !nums.insert(partial.num) {
             return Err(fail(format!("a second instance with num {}", partial.num)));
         }
@@ -219,15 +257,7 @@ fn read_addresses(
         let (instance, at) =
             member_row(row, "instance_addresses", instances, |i| i.addresses.len())?;
         let fail = |e: String| corrupt("instance_addresses", &at, e);
-        let text = text(row, 2, "address").map_err(fail)?;
-        let address: IpAddr = text
-            .parse()
-            .map_err(|_| fail(format!("column address: {text:?} is not an IP address")))?;
-        if address.to_string() != text {
-            return Err(fail(format!(
-                "column address: {text:?} is not in canonical form (expected \"{address}\")"
-            )));
-        }
+        let address = address(row, 2, "address").map_err(fail)?;
         if !seen.insert(address) {
             return Err(fail(format!("address {address} belongs to two instances")));
         }

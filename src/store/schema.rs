@@ -1,21 +1,29 @@
 //! The SQL schema (documented for operators in [`super::sqlite`]), creating it, and
 //! checking that an existing file carries a schema this build understands.
+//!
+//! The schema is version 1's DDL followed by every upgrade step in [`super::migrate`], both
+//! for a new store and for an old one being upgraded: there is one way to reach the current
+//! schema, so a migrated store cannot differ from a fresh one.
 
 use super::fault::Fault;
+use super::migrate;
 use crate::state::Counters;
 use rusqlite::Connection;
 
-/// The version written by, and the only one understood by, this build.
-pub(super) const SCHEMA_VERSION: i64 = 1;
+/// The version written by this build; older versions are upgraded when opened.
+pub(super) const SCHEMA_VERSION: i64 = 2;
+/// The oldest version this build can upgrade.
+pub(super) const OLDEST_VERSION: i64 = 1;
 
 /// `PRAGMA application_id` of a secgroupd store ("SGD1"): tells our file from any other
 /// SQLite database that happens to sit at the same path.
 pub(super) const APPLICATION_ID: i64 = 0x5347_4431;
 
-/// Tables and indexes. STRICT tables make SQLite itself refuse values of the wrong type.
+/// Tables and indexes of version 1, as secgroupd 1 created them; never edit (changes are
+/// upgrade steps). STRICT tables make SQLite itself refuse values of the wrong type.
 /// Foreign keys carry no ON DELETE action, so deleting a row that is still referenced
 /// fails the transaction instead of silently cascading.
-const DDL: &str = "
+pub(super) const DDL_V1: &str = "
 CREATE TABLE meta (
     key   TEXT PRIMARY KEY,
     value INTEGER NOT NULL
@@ -91,6 +99,8 @@ pub(super) const KEY_NEXT_INSTANCE: &str = "next_instance";
 /// The contents of `meta`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Meta {
+    /// Between [`OLDEST_VERSION`] and [`SCHEMA_VERSION`].
+    pub version: i64,
     pub generation: u64,
     pub counters: Counters,
 }
@@ -98,7 +108,8 @@ pub(super) struct Meta {
 /// Creates the schema of an empty store, generation 0, in one transaction.
 pub(super) fn create(conn: &mut Connection) -> Result<(), Fault> {
     let tx = conn.transaction()?;
-    tx.execute_batch(DDL)?;
+    tx.execute_batch(DDL_V1)?;
+    migrate::steps(&tx, OLDEST_VERSION)?;
     tx.pragma_update(None, "application_id", APPLICATION_ID)?;
     let c = Counters::default();
     {
@@ -117,7 +128,8 @@ pub(super) fn create(conn: &mut Connection) -> Result<(), Fault> {
     Ok(())
 }
 
-/// Checks that the file is a secgroupd store of a schema version this build understands.
+/// Checks that the file is a secgroupd store of a schema version this build understands
+/// (the current one, or an older one it can upgrade: see `Meta::version`).
 pub(super) fn check(conn: &Connection) -> Result<Meta, Fault> {
     // The first read of the file: a file that is not SQLite fails here.
     let app: i64 = conn
@@ -129,11 +141,25 @@ pub(super) fn check(conn: &Connection) -> Result<Meta, Fault> {
              secgroupd state store, or its header was damaged"
         )));
     }
-    read_meta(conn)
+    read_any_meta(conn)
 }
 
-/// Reads and validates `meta`. Cheap (five rows); done by every commit.
+/// Reads and validates `meta` of a store at the current version. Cheap (five rows); done
+/// by every commit and load.
 pub(super) fn read_meta(conn: &Connection) -> Result<Meta, Fault> {
+    let meta = read_any_meta(conn)?;
+    if meta.version != SCHEMA_VERSION {
+        return Err(Fault::Corrupt(format!(
+            "table meta, row key={KEY_VERSION:?}: schema version {} where {SCHEMA_VERSION} \
+             was expected (the store was changed while open)",
+            meta.version
+        )));
+    }
+    Ok(meta)
+}
+
+/// Reads and validates `meta` of a store at any version this build understands.
+fn read_any_meta(conn: &Connection) -> Result<Meta, Fault> {
     read_meta_rows(conn).map_err(|f| match f {
         Fault::Corrupt(m) if !m.starts_with("table meta") => {
             Fault::Corrupt(format!("reading table meta: {m}"))
@@ -181,9 +207,10 @@ fn read_meta_rows(conn: &Connection) -> Result<Meta, Fault> {
              ({SCHEMA_VERSION}); run the secgroupd that wrote it, or restore a backup"
         )));
     }
-    if version != SCHEMA_VERSION {
+    if version < OLDEST_VERSION {
         return Err(Fault::Corrupt(format!(
-            "unknown schema version {version} (this secgroupd understands {SCHEMA_VERSION})"
+            "unknown schema version {version} (this secgroupd understands \
+             {OLDEST_VERSION} to {SCHEMA_VERSION})"
         )));
     }
     let generation = generation.ok_or_else(|| missing_key(KEY_GENERATION))?;
@@ -193,6 +220,7 @@ fn read_meta_rows(conn: &Connection) -> Result<Meta, Fault> {
         ))
     })?;
     Ok(Meta {
+        version,
         generation,
         counters: Counters {
             next_group: counter(KEY_NEXT_GROUP, group)?,

@@ -10,27 +10,39 @@
 //!   value the model rejects is [`StoreError::Corrupt`]: the daemon never starts from an
 //!   empty state by accident. `state.db` is created atomically (built as `state.db.new`,
 //!   fsynced, renamed), so a `state.db` without a schema is damage, never a first start.
+//! - A store of an older schema version is upgraded in place when opened, in one
+//!   transaction (see below); a newer version is refused, naming both versions.
 //! - The directory is created with mode 0700 and flock-ed (`state.lock`) while open.
 //!
-//! # Schema (version 1)
+//! # Schema (version 2)
 //! Readable with `sqlite3 STATE_DIR/state.db` (3.37 or later, for STRICT tables); the DDL
-//! is in `schema.rs`. Edits made behind the daemon's back are re-validated at load.
+//! is in `schema.rs` (version 1) and `migrate.rs` (the steps since). Edits made behind the
+//! daemon's back are re-validated at load.
 //!
 //! | table | columns | notes |
 //! |---|---|---|
 //! | `meta` | `key` PK, `value` | rows `schema_version`, `generation` (+1 per commit), and the id counters `next_group`, `next_grant`, `next_instance` (next id to hand out; never decrease) |
 //! | `groups` | `num` PK, `owner`, `name`, `description` | UNIQUE(`owner`, `name`) |
-//! | `grants` | `id` PK, `group_num` → `groups.num`, `kind`, `protocol`, `from_port`, `to_port`, `cidr`, `source_owner`, `source_name` | `kind` is `cidr` (protocol `tcp`/`udp`/`icmp`/`icmpv6`, EC2's FromPort/ToPort: a port range, or ICMP type/code with -1 for any, canonical `cidr`; source columns NULL) or `group_pair` (`source_owner`, `source_name` → `groups(owner, name)`; other columns NULL). Unique over the values within a group |
+//! | `grants` | `id` PK, `group_num` → `groups.num`, `kind`, `protocol`, `from_port`, `to_port`, `cidr`, `source_owner`, `source_name`, `shard` | `kind` is `cidr` (protocol `tcp`/`udp`/`icmp`/`icmpv6`, EC2's FromPort/ToPort: a port range, or ICMP type/code with -1 for any, canonical `cidr`; source columns NULL) or `group_pair` (`source_owner`, `source_name` → `groups(owner, name)`; other columns NULL). Unique over the values within a group. `shard` (0 to 1048576) numbers the chain of the group that holds the grant's rule (at most 256 grants a chain, so that deleting a rule stays cheap) |
+//! | `remote_members` | (`group_num` → `groups.num`, `address`) PK | addresses of members of the group that live on other hosts (AddGroupMembers), canonical text |
 //! | `instances` | `id` PK, `num` UNIQUE, `interface` UNIQUE | |
 //! | `instance_addresses` | (`instance_id` → `instances.id`, `position`) PK, `address` UNIQUE | addresses in the order registered, canonical text |
-//! | `instance_groups` | (`instance_id` → `instances.id`, `position`) PK, `owner`, `name` → `groups(owner, name)` | memberships in the order registered |
+//! | `instance_groups` | (`instance_id` → `instances.id`, `position`) PK, `owner`, `name` → `groups(owner, name)` | memberships in order (as registered, or as last set by ModifyInstanceGroups) |
 //!
-//! Example: `SELECT g.owner, g.name, r.* FROM grants r JOIN groups g ON g.num = r.group_num;`
+//! Examples: `SELECT g.owner, g.name, r.* FROM grants r JOIN groups g ON g.num = r.group_num;`
+//! and `SELECT g.name, m.address FROM remote_members m JOIN groups g ON g.num = m.group_num;`
+//!
+//! # Upgrading from version 1
+//! Opening a version-1 store (secgroupd before remote members and shards) adds
+//! `grants.shard` (0 for every existing grant: they were all in the group's one chain) and
+//! the empty `remote_members` table, and sets `schema_version` to 2, in one transaction: on
+//! any failure the file stays as version 1 left it. There is no way back: keep a copy of
+//! `state.db` (taken with the daemon stopped) to return to an older secgroupd.
 
 use super::fault::Fault;
 use super::files::{self, Dir};
 use super::schema::{self, Meta};
-use super::{Store, StoreError, ids, read, write};
+use super::{Store, StoreError, ids, migrate, read, write};
 use crate::state::{Change, Counters, State};
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 use std::path::Path;
@@ -69,11 +81,12 @@ impl SqliteStore {
                 conn.close().map_err(|(_, e)| Fault::from(e))
             })?;
         }
-        let conn = connect(&dir.db)?;
+        let mut conn = connect(&dir.db)?;
         // Check before configuring: switching to WAL writes to the file, and a file that
         // is not ours must be left as it was found.
         let meta = schema::check(&conn)?;
         configure(&conn)?;
+        migrate::upgrade(&mut conn, meta.version)?;
         Ok(SqliteStore {
             conn,
             path: dir.db.display().to_string(),
@@ -95,6 +108,7 @@ impl SqliteStore {
         let Meta {
             generation,
             counters,
+            ..
         } = schema::read_meta(&tx)?;
         let state = read::state(&tx, counters)?;
         tx.commit()?;

@@ -8,7 +8,7 @@ use crate::store::MemStore;
 /// A store holding [`populate`]'s state, for each kind of store.
 fn stores() -> Vec<(Box<dyn Store>, State, Option<TempDir>)> {
     let dir = TempDir::new("atomic");
-    let mut sqlite: Box<dyn Store> = Box::new(SqliteStore::open(dir.path()).expect("open"));
+    let mut sqlite: Box<dyn Store> = Box::new(open_store(dir.path()).expect("open"));
     let mut s1 = State::new();
     populate(sqlite.as_mut(), &mut s1);
     let mut mem: Box<dyn Store> = Box::new(MemStore::new());
@@ -18,7 +18,11 @@ fn stores() -> Vec<(Box<dyn Store>, State, Option<TempDir>)> {
 }
 
 /// Commits `[valid, bad, valid]` and checks it fails as a Conflict and changes nothing.
-fn refused(name: &str, bad: impl Fn(&State) -> Change, counters: impl Fn(&State) -> Counters) {
+pub(super) fn refused(
+    name: &str,
+    bad: impl Fn(&State) -> Change,
+    counters: impl Fn(&State) -> Counters,
+) {
     for (mut store, state, dir) in stores() {
         let before = store.load().expect("load");
         assert_eq!(before, state);
@@ -38,8 +42,12 @@ fn refused(name: &str, bad: impl Fn(&State) -> Change, counters: impl Fn(&State)
         assert_eq!(store.load().expect("load"), before, "{name}: store changed");
         if let Some(dir) = dir {
             drop(store);
-            let mut reopened = SqliteStore::open(dir.path()).expect("reopen");
-            assert_eq!(reopened.generation(), 10, "{name}: generation moved");
+            let mut reopened = open_store(dir.path()).expect("reopen");
+            assert_eq!(
+                reopened.generation(),
+                POPULATE_COMMITS,
+                "{name}: generation moved"
+            );
             assert_eq!(
                 reopened.load().expect("load"),
                 before,
@@ -49,15 +57,15 @@ fn refused(name: &str, bad: impl Fn(&State) -> Change, counters: impl Fn(&State)
     }
 }
 
-fn counters_of(s: &State) -> Counters {
+pub(super) fn counters_of(s: &State) -> Counters {
     s.counters()
 }
 
-fn group(state: &State, owner: u32, name: &str) -> Group {
+pub(super) fn group(state: &State, owner: u32, name: &str) -> Group {
     state.group(&key(owner, name)).expect("group").clone()
 }
 
-fn inst(state: &State, id: &str) -> Instance {
+pub(super) fn inst(state: &State, id: &str) -> Instance {
     state
         .instance(&InstanceId::parse("i", id).expect("id"))
         .expect("instance")

@@ -6,7 +6,7 @@ use rusqlite::Connection;
 /// A store with [`populate`]'s state, closed (so its WAL is checkpointed into the file).
 fn populated(tag: &str) -> TempDir {
     let dir = TempDir::new(tag);
-    let mut store = SqliteStore::open(dir.path()).expect("open");
+    let mut store = open_store(dir.path()).expect("open");
     populate(&mut store, &mut State::new());
     dir
 }
@@ -42,7 +42,7 @@ fn a_zero_length_file_is_corrupt_not_a_first_start() {
 fn a_truncated_file_is_corrupt() {
     let dir = TempDir::new("truncated");
     {
-        let mut store = SqliteStore::open(dir.path()).expect("open");
+        let mut store = open_store(dir.path()).expect("open");
         let mut state = State::new();
         populate(&mut store, &mut state);
         // Enough rows for the file to span many pages.
@@ -120,8 +120,33 @@ fn invalid_values_in_each_table_are_corrupt() {
             &["instance_addresses", "position"],
         ),
         (
-            "UPDATE meta SET value = 2 WHERE key = 'schema_version'",
-            &["newer"],
+            "UPDATE meta SET value = 3 WHERE key = 'schema_version'",
+            &["schema version 3 is newer"],
+        ),
+        (
+            "PRAGMA ignore_check_constraints = ON; UPDATE grants SET shard = -1 WHERE id = 2",
+            &["quick_check", "CHECK constraint failed in grants"],
+        ),
+        (
+            // Rebuilt by hand without its constraints: the load still checks the values.
+            "ALTER TABLE grants RENAME TO grants_old; \
+             CREATE TABLE grants AS SELECT * FROM grants_old; DROP TABLE grants_old; \
+             UPDATE grants SET shard = 1048577 WHERE id = 6",
+            &[
+                "table grants, row id=6",
+                "column shard: 1048577 is not in 0..=1048576",
+            ],
+        ),
+        (
+            "UPDATE remote_members SET address = '2001:DB8::9' WHERE address = '2001:db8::9'",
+            &[
+                "table remote_members, row (group_num=1, address=\"2001:DB8::9\")",
+                "canonical",
+            ],
+        ),
+        (
+            "UPDATE remote_members SET address = 'ten' WHERE address = '10.9.0.1'",
+            &["table remote_members", "\"ten\" is not an IP address"],
         ),
         (
             "UPDATE meta SET value = 0 WHERE key = 'schema_version'",
@@ -154,6 +179,14 @@ fn dangling_references_are_corrupt() {
         (
             "UPDATE grants SET source_name = 'gone' WHERE id = 4",
             &["table grants", "source group", "gone"],
+        ),
+        (
+            "UPDATE remote_members SET group_num = 42 WHERE address = '10.9.0.2'",
+            &[
+                "table remote_members",
+                "group_num=42",
+                "group_num 42 names no row",
+            ],
         ),
         (
             "DELETE FROM instances WHERE id = 'i-2'",

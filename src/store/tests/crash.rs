@@ -139,7 +139,7 @@ fn every_acknowledged_commit_survives_kill_9() {
         let acked = rx.try_iter().last().unwrap_or(last).max(last);
         acked_total += acked;
 
-        let mut store = SqliteStore::open(dir.path())
+        let mut store = open_store(dir.path())
             .unwrap_or_else(|e| panic!("round {round} (seed {seed}): reopen: {e}"));
         let loaded = store
             .load()

@@ -10,7 +10,7 @@ fn an_injected_failure_persists_nothing_and_happens_once() {
     let mut boxed: Box<dyn Store> = Box::new(store);
     let mut state = State::new();
     populate(boxed.as_mut(), &mut state);
-    assert_eq!(handle.generation(), 10);
+    assert_eq!(handle.generation(), POPULATE_COMMITS);
 
     handle.fail_next_commit();
     let mut next = state.clone();
@@ -20,11 +20,11 @@ fn an_injected_failure_persists_nothing_and_happens_once() {
         Err(StoreError::Io(_))
     ));
     assert_eq!(handle.snapshot(), state);
-    assert_eq!(handle.generation(), 10);
+    assert_eq!(handle.generation(), POPULATE_COMMITS);
 
     boxed.commit(&changes, next.counters()).expect("second try");
     assert_eq!(boxed.load().expect("load"), next);
-    assert_eq!(handle.generation(), 11);
+    assert_eq!(handle.generation(), POPULATE_COMMITS + 1);
 }
 
 #[test]

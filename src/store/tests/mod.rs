@@ -3,7 +3,9 @@
 mod atomic;
 mod corrupt;
 mod crash;
+mod members;
 mod memory;
+mod migrate;
 mod perf;
 mod roundtrip;
 
@@ -15,6 +17,7 @@ use crate::state::{Change, State};
 use crate::store::{SqliteStore, Store, StoreError};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 /// A directory removed when dropped (tempfile is not a dependency of this crate).
 pub(super) struct TempDir(PathBuf);
@@ -139,6 +142,33 @@ pub(super) fn instance(
     }
 }
 
+pub(super) fn add_members(group: GroupKey, addresses: &[&str]) -> Action {
+    Action::AddGroupMembers {
+        group,
+        addresses: addresses
+            .iter()
+            .map(|a| a.parse().expect("address"))
+            .collect(),
+    }
+}
+
+pub(super) fn remove_members(group: GroupKey, addresses: &[&str]) -> Action {
+    Action::RemoveGroupMembers {
+        group,
+        addresses: addresses
+            .iter()
+            .map(|a| a.parse().expect("address"))
+            .collect(),
+    }
+}
+
+pub(super) fn modify_groups(id: &str, groups: &[GroupKey]) -> Action {
+    Action::ModifyInstanceGroups {
+        id: InstanceId::parse("i", id).expect("id"),
+        groups: groups.to_vec(),
+    }
+}
+
 /// Plans an action on `state`, applies it and returns its changes; panics if refused.
 pub(super) fn plan(state: &mut State, action: &Action) -> Vec<Change> {
     let (changes, _) = state
@@ -160,12 +190,36 @@ pub(super) fn run(store: &mut dyn Store, state: &mut State, actions: &[Action]) 
     }
 }
 
-/// Opens the store in `dir` and loads it.
-pub(super) fn reopen(dir: &TempDir) -> Result<State, StoreError> {
-    SqliteStore::open(dir.path())?.load()
+/// [`SqliteStore::open`], waiting out a `state.lock` held only by a child of this process.
+///
+/// The crash test spawns children, and a child holds copies of every descriptor open here
+/// (the flock-ed `state.lock` of other tests' stores among them) until its exec closes them,
+/// which the kernel does a little after the parent's spawn has returned. A test that closes
+/// its store and opens it again in that window finds the directory still locked, briefly.
+/// (Real contention is tested with `SqliteStore::open` itself.)
+pub(super) fn open_store(path: &Path) -> Result<SqliteStore, StoreError> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match SqliteStore::open(path) {
+            Err(StoreError::Io(m)) if m.contains("is locked") && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            other => return other,
+        }
+    }
 }
 
-/// A small state with every kind of row: two owners, grants of each kind, instances.
+/// Opens the store in `dir` and loads it.
+pub(super) fn reopen(dir: &TempDir) -> Result<State, StoreError> {
+    open_store(dir.path())?.load()
+}
+
+/// The number of commits [`populate`] makes (one per action), i.e. its generation.
+pub(super) const POPULATE_COMMITS: u64 = 14;
+
+/// A small state with every kind of row: two owners, grants of each kind, instances,
+/// remote members, and an instance whose groups were modified after registration.
+/// Grant ids 1 to 5 are web's three, then db's two; grant 6 is owner 2's web's.
 pub(super) fn populate(store: &mut dyn Store, state: &mut State) {
     let (web, db) = (key(1, "web"), key(1, "db"));
     run(
@@ -187,6 +241,10 @@ pub(super) fn populate(store: &mut dyn Store, state: &mut State) {
                 std::slice::from_ref(&web),
             ),
             instance("i-2", "tap2", &["10.0.0.2"], &[db.clone(), web.clone()]),
+            authorize(key(2, "web"), tcp(8443, 8443, "10.0.0.0/8")),
+            add_members(web.clone(), &["10.9.0.1", "2001:db8::9"]),
+            add_members(key(2, "web"), &["10.9.0.2"]),
+            modify_groups("i-2", &[web.clone(), db.clone()]),
         ],
     );
 }

@@ -16,7 +16,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 #[test]
 fn measure_commit_latency_of_one_small_change() {
     let dir = TempDir::new("latency");
-    let mut store = SqliteStore::open(dir.path()).expect("open");
+    let mut store = open_store(dir.path()).expect("open");
     let mut state = State::new();
     let web = key(1, "web");
     run(&mut store, &mut state, &[create(web.clone(), "")]);
@@ -45,7 +45,7 @@ fn measure_load_of_100k_grants() {
     let mut state = State::new();
     let build = Instant::now();
     {
-        let mut store = SqliteStore::open(dir.path()).expect("open");
+        let mut store = open_store(dir.path()).expect("open");
         for g in 0..GROUPS {
             let group = key(1, &format!("g{g}"));
             let mut changes = plan(&mut state, &create(group.clone(), ""));
@@ -61,7 +61,7 @@ fn measure_load_of_100k_grants() {
     let build = build.elapsed();
     let size = std::fs::metadata(dir.db()).map(|m| m.len()).unwrap_or(0);
     let t = Instant::now();
-    let mut store = SqliteStore::open(dir.path()).expect("reopen");
+    let mut store = open_store(dir.path()).expect("reopen");
     let loaded = store.load().expect("load");
     let load = t.elapsed();
     assert_eq!(loaded.grant_count(), state.grant_count());
@@ -90,7 +90,7 @@ fn measure_load_of_100k_grants() {
     drop(conn);
 
     // A commit costs the same with 100,000 grants in the store.
-    let mut store = SqliteStore::open(dir.path()).expect("reopen");
+    let mut store = open_store(dir.path()).expect("reopen");
     let mut state = loaded;
     let group = key(1, "g0");
     let mut times = Vec::new();

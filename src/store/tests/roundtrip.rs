@@ -1,5 +1,6 @@
-//! What is committed is what loads: random action sequences, coalesced batches and undone
-//! batches, checked after reopening against the in-memory state.
+//! What is committed is what loads: random action sequences (every mutating action,
+//! including enough grants in one group to fill more than one shard), coalesced batches
+//! and undone batches, checked after reopening against the in-memory state.
 
 use super::*;
 use crate::model::{Action, IpPermission, Traffic};
@@ -18,6 +19,16 @@ const ADDRESSES: [&str; 6] = [
     "192.168.1.9",
 ];
 
+/// Remote members: some also local instance addresses (allowed: another group's member
+/// may share an address with an instance here only in tests of the store).
+const REMOTE: [&str; 5] = [
+    "10.9.0.1",
+    "10.9.0.2",
+    "2001:db8::9",
+    "10.0.0.1",
+    "192.168.1.9",
+];
+
 /// A permission from a small universe, so that revokes and duplicates happen often.
 #[derive(Debug, Clone)]
 enum Perm {
@@ -28,17 +39,25 @@ enum Perm {
     Pair(u32, usize),
 }
 
+/// Groups and instances are named by position among the existing ones (modulo their
+/// count), so that most steps apply to something.
 #[derive(Debug, Clone)]
 enum Step {
     Create(u32, usize),
-    /// Deletes the n-th existing group (modulo the count).
     Delete(usize),
-    Authorize(u32, usize, Perm),
+    Authorize(usize, Perm),
     /// Revokes the n-th existing grant.
     Revoke(usize),
-    Register(usize, Vec<usize>, Vec<(u32, usize)>),
-    /// Deregisters the n-th registered instance.
+    Register(usize, Vec<usize>, Vec<usize>),
     Deregister(usize),
+    AddMembers(usize, Vec<usize>),
+    /// Removes the members picked by the mask from the n-th group that has any.
+    RemoveMembers(usize, u8),
+    /// Gives the n-th registered instance these groups.
+    Modify(usize, Vec<usize>),
+    /// Authorizes a shard's worth of TCP ports and some more in one group, from a first
+    /// port: rare, so that most cases stay small.
+    Bulk(usize, u16),
     /// Commits the changes gathered since the last commit (the daemon coalesces).
     Flush,
     /// Commits the inverse of the last committed batch (a rollback after a kernel failure).
@@ -68,18 +87,26 @@ fn perm() -> impl Strategy<Value = Perm> {
 }
 
 fn step() -> impl Strategy<Value = Step> {
+    let groups = || proptest::collection::vec(any::<usize>(), 1..4);
     prop_oneof![
         3 => (0u32..2, 0..NAMES.len()).prop_map(|(o, n)| Step::Create(o, n)),
         1 => any::<usize>().prop_map(Step::Delete),
-        5 => (0u32..2, 0..NAMES.len(), perm()).prop_map(|(o, n, p)| Step::Authorize(o, n, p)),
+        5 => (any::<usize>(), perm()).prop_map(|(g, p)| Step::Authorize(g, p)),
         2 => any::<usize>().prop_map(Step::Revoke),
-        2 => (
+        3 => (
             0usize..4,
             proptest::collection::vec(0..ADDRESSES.len(), 1..3),
-            proptest::collection::vec((0u32..2, 0..NAMES.len()), 1..3)
+            groups()
         )
             .prop_map(|(i, a, g)| Step::Register(i, a, g)),
         1 => any::<usize>().prop_map(Step::Deregister),
+        2 => (any::<usize>(), proptest::collection::vec(0..REMOTE.len(), 1..4))
+            .prop_map(|(g, a)| Step::AddMembers(g, a)),
+        1 => (any::<usize>(), 1u8..32).prop_map(|(g, m)| Step::RemoveMembers(g, m)),
+        2 => (any::<usize>(), groups()).prop_map(|(i, g)| Step::Modify(i, g)),
+        // A bulk step is one in eight of these: about one case in six has one.
+        1 => (0u8..8, any::<usize>(), prop_oneof![Just(1000u16), Just(2000)])
+            .prop_map(|(r, g, p)| if r == 0 { Step::Bulk(g, p) } else { Step::Flush }),
         3 => Just(Step::Flush),
         1 => Just(Step::Undo),
     ]
@@ -113,18 +140,38 @@ fn permission(p: &Perm) -> IpPermission {
     }
 }
 
+/// The n-th existing group (modulo their count), if there is any.
+fn nth_group(state: &State, i: usize) -> Option<GroupKey> {
+    let n = state.groups().count();
+    state.groups().nth(i % n.max(1)).map(|g| g.key.clone())
+}
+
+/// The groups at these positions, each once, in order.
+fn nth_groups(state: &State, picks: &[usize]) -> Option<Vec<GroupKey>> {
+    let mut keys: Vec<GroupKey> = Vec::new();
+    for i in picks {
+        let k = nth_group(state, *i)?;
+        if !keys.contains(&k) {
+            keys.push(k);
+        }
+    }
+    Some(keys)
+}
+
+fn nth_instance(state: &State, i: usize) -> Option<String> {
+    let n = state.instances().count();
+    let inst = state.instances().nth(i % n.max(1))?;
+    Some(inst.spec.id.as_str().to_string())
+}
+
 /// Turns a step into an action on the current state, or None if it makes no sense now.
 fn action(state: &State, step: &Step) -> Option<Action> {
     Some(match step {
         Step::Create(o, n) => create(key(*o, NAMES[*n]), &format!("group {n} of {o}")),
-        Step::Delete(i) => {
-            let groups: Vec<_> = state.groups().collect();
-            let g = groups.get(i % groups.len().max(1))?;
-            Action::DeleteSecurityGroup {
-                group: g.key.clone(),
-            }
-        }
-        Step::Authorize(o, n, p) => authorize(key(*o, NAMES[*n]), permission(p)),
+        Step::Delete(i) => Action::DeleteSecurityGroup {
+            group: nth_group(state, *i)?,
+        },
+        Step::Authorize(g, p) => authorize(nth_group(state, *g)?, permission(p)),
         Step::Revoke(i) => {
             let grants: Vec<_> = state
                 .groups()
@@ -138,26 +185,53 @@ fn action(state: &State, step: &Step) -> Option<Action> {
             let mut addrs_unique = addrs.clone();
             addrs_unique.sort_unstable();
             addrs_unique.dedup();
-            let mut keys: Vec<GroupKey> = Vec::new();
-            for (o, n) in groups {
-                let k = key(*o, NAMES[*n]);
-                if !keys.contains(&k) {
-                    keys.push(k);
-                }
-            }
             if addrs_unique.len() != addrs.len() {
                 return None;
             }
+            let keys = nth_groups(state, groups)?;
             instance(&format!("i-{i}"), &format!("tap{i}"), &addrs, &keys)
         }
-        Step::Deregister(i) => {
-            let ids: Vec<_> = state.instances().map(|i| i.spec.id.clone()).collect();
-            Action::DeregisterInstance {
-                id: ids.get(i % ids.len().max(1))?.clone(),
-            }
+        Step::Deregister(i) => Action::DeregisterInstance {
+            id: InstanceId::parse("i", &nth_instance(state, *i)?).expect("id"),
+        },
+        Step::AddMembers(g, picks) => {
+            let mut addrs: Vec<&str> = picks.iter().map(|i| REMOTE[*i]).collect();
+            addrs.sort_unstable();
+            addrs.dedup(); // as the parser insists
+            add_members(nth_group(state, *g)?, &addrs)
         }
-        Step::Flush | Step::Undo => return None,
+        Step::RemoveMembers(i, mask) => {
+            let groups: Vec<_> = state.groups().filter(|g| !g.remote.is_empty()).collect();
+            let g = groups.get(i % groups.len().max(1))?;
+            let picked: Vec<String> = g
+                .remote
+                .iter()
+                .enumerate()
+                .filter(|(j, _)| mask & (1 << (j % 8)) != 0)
+                .map(|(_, a)| a.to_string())
+                .collect();
+            if picked.is_empty() {
+                return None;
+            }
+            let picked: Vec<&str> = picked.iter().map(String::as_str).collect();
+            remove_members(g.key.clone(), &picked)
+        }
+        Step::Modify(i, groups) => {
+            modify_groups(&nth_instance(state, *i)?, &nth_groups(state, groups)?)
+        }
+        Step::Flush | Step::Undo | Step::Bulk(..) => return None,
     })
+}
+
+/// The actions of a bulk step: more grants than one shard holds.
+fn bulk(state: &State, g: usize, first: u16) -> Vec<Action> {
+    let Some(group) = nth_group(state, g) else {
+        return Vec::new();
+    };
+    let count = crate::state::SHARD_SIZE as u16 + 8;
+    (first..first + count)
+        .map(|p| authorize(group.clone(), tcp(p, p, "10.0.0.0/8")))
+        .collect()
 }
 
 /// Drives both stores with the same steps; returns the in-memory state and commit count.
@@ -195,13 +269,17 @@ fn drive(steps: &[Step], stores: &mut [&mut dyn Store]) -> (State, u64) {
                 last = inverse;
             }
             _ => {
-                if let Some(a) = action(&state, step)
-                    && let Ok((changes, _)) = state.plan(&a)
-                {
-                    for c in &changes {
-                        state.apply(c);
+                let actions = match step {
+                    Step::Bulk(g, first) => bulk(&state, *g, *first),
+                    _ => action(&state, step).into_iter().collect(),
+                };
+                for a in actions {
+                    if let Ok((changes, _)) = state.plan(&a) {
+                        for c in &changes {
+                            state.apply(c);
+                        }
+                        pending.extend(changes);
                     }
-                    pending.extend(changes);
                 }
             }
         }
@@ -227,14 +305,14 @@ proptest! {
     #[test]
     fn what_is_committed_is_what_loads(steps in proptest::collection::vec(step(), 1..60)) {
         let dir = TempDir::new("prop");
-        let mut sqlite = SqliteStore::open(dir.path()).expect("open");
+        let mut sqlite = open_store(dir.path()).expect("open");
         let mut mem = MemStore::new();
         let (state, commits) = drive(&steps, &mut [&mut sqlite, &mut mem]);
         prop_assert_eq!(sqlite.generation(), commits);
         prop_assert_eq!(mem.generation(), commits);
         drop(sqlite);
 
-        let mut reopened = SqliteStore::open(dir.path()).expect("reopen");
+        let mut reopened = open_store(dir.path()).expect("reopen");
         let loaded = reopened.load().expect("load");
         prop_assert_eq!(&loaded, &state);
         prop_assert_eq!(reopened.generation(), commits);
@@ -247,7 +325,7 @@ fn first_start_is_the_empty_state_and_creates_a_private_directory() {
     use std::os::unix::fs::PermissionsExt;
     let dir = TempDir::new("first");
     let nested = dir.path().join("a/b");
-    let mut store = SqliteStore::open(&nested).expect("open");
+    let mut store = open_store(&nested).expect("open");
     assert_eq!(store.load().expect("load"), State::new());
     assert_eq!(store.generation(), 0);
     let mode = std::fs::metadata(&nested)
@@ -265,20 +343,20 @@ fn first_start_is_the_empty_state_and_creates_a_private_directory() {
 #[test]
 fn a_fixed_state_round_trips_and_counts_generations() {
     let dir = TempDir::new("fixed");
-    let mut store = SqliteStore::open(dir.path()).expect("open");
+    let mut store = open_store(dir.path()).expect("open");
     let mut state = State::new();
     populate(&mut store, &mut state);
-    assert_eq!(store.generation(), 10);
+    assert_eq!(store.generation(), POPULATE_COMMITS);
     drop(store);
-    let mut store = SqliteStore::open(dir.path()).expect("reopen");
-    assert_eq!(store.generation(), 10);
+    let mut store = open_store(dir.path()).expect("reopen");
+    assert_eq!(store.generation(), POPULATE_COMMITS);
     assert_eq!(store.load().expect("load"), state);
 }
 
 #[test]
 fn ids_are_never_reused_after_revoking_the_highest() {
     let dir = TempDir::new("ids");
-    let mut store = SqliteStore::open(dir.path()).expect("open");
+    let mut store = open_store(dir.path()).expect("open");
     let mut state = State::new();
     let web = key(1, "web");
     run(
@@ -310,7 +388,7 @@ fn ids_are_never_reused_after_revoking_the_highest() {
     );
     drop(store);
 
-    let mut store = SqliteStore::open(dir.path()).expect("reopen");
+    let mut store = open_store(dir.path()).expect("reopen");
     let mut loaded = store.load().expect("load");
     let c = loaded.counters();
     assert!(c.next_grant > highest, "{c:?} would reuse grant {highest}");
