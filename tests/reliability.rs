@@ -46,7 +46,9 @@ fn kill9_in_the_middle_of_a_stream_of_changes_loses_nothing_acknowledged() {
         return;
     }
     let topo = Topo::new(Mode::Routed, 1);
-    let mut d = topo.daemon(&["propagation_delay_ms = 2"]);
+    let mut o = topo.options(&[]);
+    o.propagation_delay_ms = 2;
+    let mut d = Daemon::start(BIN, topo.host(), o);
     create_group(&d, "web");
     register(&d, "i-1", topo.instance(1), &["web"]);
     const CLIENTS: u16 = 4;
@@ -153,14 +155,16 @@ fn a_corrupt_store_stops_the_daemon_and_leaves_the_kernel_alone() {
         ("truncated", Vec::new()),
     ] {
         let db = d.state_dir().join("state.db");
+        let wal = d.state_dir().join("state.db-wal");
         let good = std::fs::read(&db).expect("state.db");
+        let good_wal = std::fs::read(&wal).ok();
         let bad = if damage.is_empty() {
             good[..good.len() / 2].to_vec()
         } else {
             damage
         };
         std::fs::write(&db, &bad).unwrap();
-        let _ = std::fs::remove_file(d.state_dir().join("state.db-wal"));
+        let _ = std::fs::remove_file(&wal);
         let out = Command::new("ip")
             .args(["netns", "exec", topo.host().name(), BIN, "--config"])
             .arg(d.config_path())
@@ -181,6 +185,9 @@ fn a_corrupt_store_stops_the_daemon_and_leaves_the_kernel_alone() {
             "{name}: kernel rules left as they were"
         );
         std::fs::write(&db, &good).unwrap();
+        if let Some(w) = &good_wal {
+            std::fs::write(&wal, w).unwrap();
+        }
     }
     d.start_again();
     assert_eq!(granted_ports(&d), BTreeSet::from([22]));
@@ -269,33 +276,28 @@ fn drift_is_repaired_within_a_second() {
             .map(|(h, c, _)| (h, c))
             .expect("rule")
     };
-    let (grant_handle, grant_chain) = h("tcp 22");
     let table = d.table().to_string();
-    let cases: Vec<(&str, Vec<String>)> = vec![
-        ("nft flush table", vec![format!("flush table inet {table}")]),
-        (
-            "a deleted rule",
-            vec![format!(
-                "delete rule inet {table} {grant_chain} handle {grant_handle}"
-            )],
-        ),
-        (
-            "a foreign rule",
-            vec![format!(
-                "insert rule inet {table} inst_1 tcp dport 80 accept"
-            )],
-        ),
-        (
-            "the table deleted",
-            vec![format!("delete table inet {table}")],
-        ),
-        ("nft flush ruleset", vec!["flush ruleset".to_string()]),
+    let cases = [
+        "nft flush table",
+        "a deleted rule",
+        "a foreign rule",
+        "the table deleted",
+        "nft flush ruleset",
     ];
-    for (what, cmds) in cases {
+    for what in cases {
+        // Handles change with every repair: look them up right before breaking things.
+        let cmd = match what {
+            "nft flush table" => format!("flush table inet {table}"),
+            "a deleted rule" => {
+                let (handle, chain) = h("tcp 22");
+                format!("delete rule inet {table} {chain} handle {handle}")
+            }
+            "a foreign rule" => format!("insert rule inet {table} inst_1 tcp dport 80 accept"),
+            "the table deleted" => format!("delete table inet {table}"),
+            _ => "flush ruleset".to_string(),
+        };
         let t = Instant::now();
-        for cmd in &cmds {
-            topo.host().exec(&["sh", "-c", &format!("nft '{cmd}'")]);
-        }
+        topo.host().exec(&["sh", "-c", &format!("nft '{cmd}'")]);
         let repaired = wait_until(Duration::from_secs(1), || {
             nft_table_exists(topo.host(), &table) && identities(&d, topo.host()) == want
         });

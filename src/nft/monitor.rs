@@ -16,7 +16,7 @@ const NFNLGRP_NFTABLES: u32 = 7;
 /// `NFNL_SUBSYS_NFTABLES`.
 const SUBSYS_NFTABLES: u16 = 10;
 /// `NFT_MSG_NEWGEN`.
-const MSG_NEWGEN: u16 = 0x10;
+const MSG_NEWGEN: u16 = 15;
 /// `NFTA_GEN_PROC_PID`.
 const NFTA_GEN_PROC_PID: u16 = 2;
 /// Attribute 1 is the table name in every object message (`NFTA_TABLE_NAME`,
@@ -125,6 +125,7 @@ impl Monitor {
         };
         let mut seen = Seen::Nothing;
         let data = self.buf[..n].to_vec();
+        tracing::trace!(bytes = n, "nftables events");
         for msg in messages(&data) {
             if let Some(s) = self.event(msg) {
                 seen = s;
@@ -145,6 +146,7 @@ impl Monitor {
                 .and_then(|(_, v)| <[u8; 4]>::try_from(*v).ok())
                 .map(u32::from_be_bytes);
             let touched = std::mem::take(&mut self.touched);
+            tracing::debug!(?pid, touched, "nftables generation");
             return (touched && !pid.is_some_and(is_own_thread)).then_some(Seen::Drift);
         }
         let table = attrs

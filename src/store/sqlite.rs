@@ -25,7 +25,7 @@
 //! | `groups` | `num` PK, `owner`, `name`, `description` | UNIQUE(`owner`, `name`) |
 //! | `grants` | `id` PK, `group_num` → `groups.num`, `kind`, `protocol`, `from_port`, `to_port`, `cidr`, `source_owner`, `source_name`, `shard` | `kind` is `cidr` (protocol `tcp`/`udp`/`icmp`/`icmpv6`, EC2's FromPort/ToPort: a port range, or ICMP type/code with -1 for any, canonical `cidr`; source columns NULL) or `group_pair` (`source_owner`, `source_name` → `groups(owner, name)`; other columns NULL). Unique over the values within a group. `shard` (0 to 1048576) numbers the chain of the group that holds the grant's rule (at most 256 grants a chain, so that deleting a rule stays cheap) |
 //! | `remote_members` | (`group_num` → `groups.num`, `address`) PK | addresses of members of the group that live on other hosts (AddGroupMembers), canonical text |
-//! | `instances` | `id` PK, `num` UNIQUE, `interface` UNIQUE | |
+//! | `instances` | `id` PK, `num` UNIQUE, `interface` UNIQUE, `slot` UNIQUE | `slot` (1–4095, reused after deregistration) is what the packet mark carries in bridged mode |
 //! | `instance_addresses` | (`instance_id` → `instances.id`, `position`) PK, `address` UNIQUE | addresses in the order registered, canonical text |
 //! | `instance_groups` | (`instance_id` → `instances.id`, `position`) PK, `owner`, `name` → `groups(owner, name)` | memberships in order (as registered, or as last set by ModifyInstanceGroups) |
 //!
