@@ -291,6 +291,7 @@ impl<S: ActionSink> Handler<S> {
     /// Decodes and validates the parameters, checks the peer may perform the action, then
     /// hands it to the sink.
     async fn dispatch(&self, query: &[u8], body: &[u8]) -> Outcome {
+        tracing::trace!(bytes = body.len(), "control request read");
         let mut params = Vec::new();
         let mut errors = Vec::new();
         for part in [query, body] {

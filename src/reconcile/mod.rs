@@ -69,7 +69,10 @@ impl ThreadWorker {
                 while let Ok(job) = rx.recv() {
                     match job {
                         Job::Process(actions, reply) => {
-                            let _ = reply.send(reconciler.process(&actions));
+                            tracing::trace!("reconciler thread: job");
+                            let answers = reconciler.process(&actions);
+                            tracing::trace!("reconciler thread: done");
+                            let _ = reply.send(answers);
                         }
                         Job::Resync(reply) => {
                             let _ = reply.send(reconciler.sync().map_err(|e| e.to_string()));
@@ -152,12 +155,19 @@ pub fn spawn<W: Worker>(worker: W, window: Duration) -> Handle {
 /// the meantime run after the batch.
 async fn run<W: Worker>(mut rx: mpsc::Receiver<Command>, mut worker: W, window: Duration) {
     while let Some(first) = rx.recv().await {
+        tracing::trace!("reconcile loop: command received");
         let (action, reply) = match first {
             Command::Resync(reply) => {
                 let _ = reply.send(worker.resync().await);
                 continue;
             }
             Command::Act { action, reply } => (action, reply),
+        };
+        // Reads need no window: they are answered in order with whatever is queued.
+        let window = if action.is_mutating() {
+            window
+        } else {
+            Duration::ZERO
         };
         let mut batch = vec![(action, reply)];
         let mut resyncs = Vec::new();
@@ -183,7 +193,9 @@ async fn run<W: Worker>(mut rx: mpsc::Receiver<Command>, mut worker: W, window: 
             }
         }
         let (actions, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+        tracing::trace!(actions = actions.len(), resyncs = resyncs.len(), "batch: processing");
         let answers = worker.process(actions).await;
+        tracing::trace!("batch: processed");
         for (reply, answer) in replies.into_iter().zip(answers) {
             let _ = reply.send(answer);
         }

@@ -161,6 +161,10 @@ impl Topo {
             o.extra_config.push("mode = \"bridged\"".into());
         }
         o.extra_config.extend(extra.iter().map(|s| s.to_string()));
+        // SECGROUPD_TEST_LOG=debug turns on the daemon's debug log in every test.
+        if let Ok(level) = std::env::var("SECGROUPD_TEST_LOG") {
+            o.env.push(("SECGROUPD_LOG".into(), level));
+        }
         o
     }
     /// Starts the daemon in the host namespace.
