@@ -193,7 +193,11 @@ async fn run<W: Worker>(mut rx: mpsc::Receiver<Command>, mut worker: W, window: 
             }
         }
         let (actions, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
-        tracing::trace!(actions = actions.len(), resyncs = resyncs.len(), "batch: processing");
+        tracing::trace!(
+            actions = actions.len(),
+            resyncs = resyncs.len(),
+            "batch: processing"
+        );
         let answers = worker.process(actions).await;
         tracing::trace!("batch: processed");
         for (reply, answer) in replies.into_iter().zip(answers) {
