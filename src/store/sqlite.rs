@@ -117,10 +117,12 @@ impl SqliteStore {
     }
 
     fn commit_inner(&mut self, changes: &[Change], counters: Counters) -> Result<u64, Fault> {
+        let t0 = std::time::Instant::now();
         // IMMEDIATE takes the write lock up front: no deadlock upgrading a read lock.
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let t_begin = t0.elapsed();
         let stored = schema::read_meta(&tx)?;
         ids::check_counters(stored.counters, counters, changes).map_err(Fault::Conflict)?;
         for (i, change) in changes.iter().enumerate() {
@@ -134,9 +136,14 @@ impl SqliteStore {
             })?;
         }
         let generation = write::finish(&tx, counters)?;
+        let t_write = t0.elapsed();
         // Returns once the WAL is fsynced (synchronous=FULL). On error the transaction is
         // rolled back when `tx` drops.
         tx.commit()?;
+        let total = t0.elapsed();
+        if total > std::time::Duration::from_millis(200) {
+            tracing::warn!(?t_begin, ?t_write, ?total, "slow state store commit");
+        }
         Ok(generation)
     }
 }

@@ -618,8 +618,10 @@ impl TcpStreamProbe {
         wait_until(within, || self.echoed_bytes() > before)
     }
 
-    /// True when no data comes back during the whole of `for_at_least`.
+    /// True when no data comes back during the whole of `for_at_least`, after a short
+    /// grace for bytes that were already past the filter when it changed.
     pub fn stalled(&self, for_at_least: Duration) -> bool {
+        std::thread::sleep(Duration::from_millis(100));
         let before = self.echoed_bytes();
         std::thread::sleep(for_at_least);
         self.echoed_bytes() == before
