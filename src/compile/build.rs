@@ -352,14 +352,33 @@ pub fn base_objects(o: &Options) -> Vec<Entry> {
     out
 }
 
-/// A group's own objects: its root chain and member sets.
+/// A group's own objects: its root chain.
 pub fn group_objects(g: &Group) -> Vec<Entry> {
+    vec![chain(ChainName::Group(g.num), None)]
+}
+
+/// Whether some group-pair grant names the group as its source: only then do its member
+/// sets exist (most groups are never a source; thousands of empty sets would only slow
+/// every start-up and dump).
+pub fn is_source(state: &State, key: &GroupKey) -> bool {
+    !state.pair_grants_naming(key).is_empty()
+}
+
+/// The member sets of a source group with all its member addresses (none if the group is
+/// not a source).
+pub fn source_objects(state: &State, g: &Group) -> Vec<Entry> {
+    if !is_source(state, &g.key) {
+        return vec![];
+    }
     let n = g.num;
-    vec![
-        chain(ChainName::Group(n), None),
+    let mut out = vec![
         set(SetName::Members(IpFamily::V4, n)),
         set(SetName::Members(IpFamily::V6, n)),
-    ]
+    ];
+    for a in member_addresses(state, &g.key) {
+        out.push((member_elem(n, a), Obj::Elem));
+    }
+    out
 }
 
 /// A shard chain of a group and the jump to it from the group's root chain.
@@ -624,9 +643,10 @@ fn spoof_objects(chain_name: ChainName, i: &Instance) -> Vec<Entry> {
 /// grants that name `g` as their source: the objects of one (group, address) pair.
 pub fn membership_objects(o: &Options, state: &State, g: &Group, a: IpAddr) -> Vec<(Key, bool)> {
     let member = state.is_member_address(&g.key, a);
-    let mut out = vec![(member_elem(g.num, a), member)];
+    let grants = state.pair_grants_naming(&g.key);
+    let mut out = vec![(member_elem(g.num, a), member && !grants.is_empty())];
     if o.cut() {
-        for id in state.pair_grants_naming(&g.key) {
+        for id in grants {
             out.push((live_pair_elem(o, id, a), member));
         }
     }

@@ -4,8 +4,8 @@
 //! revoke touches its rule(s) and its live marks, whatever the size of the table.
 
 use super::build::{
-    Entry, Options, grant_objects, group_objects, instance_objects, membership_objects,
-    shard_objects,
+    Entry, Options, grant_objects, group_objects, instance_objects, is_source, membership_objects,
+    shard_objects, source_objects,
 };
 use super::plan::{ChainName, Elem, IpFamily, Key, Obj, Plan, RuleId, SetName};
 use crate::model::IpPermission;
@@ -134,6 +134,33 @@ impl Delta {
         self.put_all(plan, grant_objects(o, state, g, id, p, shard));
     }
 
+    /// Creates or removes a group's member sets as it becomes or stops being a source.
+    fn refresh_source(&mut self, plan: &mut Plan, state: &State, key: &crate::model::GroupKey) {
+        let Some(g) = state.group(key) else { return };
+        let v4 = SetName::Members(IpFamily::V4, g.num);
+        let exists = plan.objs.contains_key(&Key::Set(v4));
+        match (is_source(state, key), exists) {
+            (true, false) => self.put_all(plan, source_objects(state, g)),
+            (false, true) => {
+                self.remove_set(plan, v4);
+                self.remove_set(plan, SetName::Members(IpFamily::V6, g.num));
+            }
+            _ => {}
+        }
+    }
+
+    /// Sources named by a group's pair grants.
+    fn sources_of(group: &Group) -> Vec<crate::model::GroupKey> {
+        group
+            .grants
+            .values()
+            .filter_map(|gr| match &gr.permission {
+                IpPermission::GroupPair { source } => Some(source.clone()),
+                IpPermission::Cidr { .. } => None,
+            })
+            .collect()
+    }
+
     /// Applies one change. `state` is the state *after* the change.
     pub fn apply(&mut self, plan: &mut Plan, o: &Options, state: &State, change: &Change) {
         match change {
@@ -148,8 +175,9 @@ impl Delta {
                     for (id, gr) in &g.grants {
                         self.add_grant(plan, o, state, g, (*id, &gr.permission, gr.shard));
                     }
-                    for a in g.remote.clone() {
-                        self.membership(plan, o, state, g, a);
+                    self.refresh_source(plan, state, &group.key);
+                    for s in Self::sources_of(group) {
+                        self.refresh_source(plan, state, &s);
                     }
                 }
             }
@@ -166,6 +194,9 @@ impl Delta {
                 self.remove_chain(plan, ChainName::Group(n));
                 self.remove_set(plan, SetName::Members(IpFamily::V4, n));
                 self.remove_set(plan, SetName::Members(IpFamily::V6, n));
+                for s in Self::sources_of(group) {
+                    self.refresh_source(plan, state, &s);
+                }
             }
             Change::Grant {
                 group,
@@ -176,10 +207,19 @@ impl Delta {
                 if let Some(g) = state.group(group) {
                     self.add_grant(plan, o, state, g, (*id, permission, *shard));
                 }
+                if let IpPermission::GroupPair { source } = permission {
+                    self.refresh_source(plan, state, source);
+                }
             }
             Change::Revoke {
-                group, id, shard, ..
+                group,
+                id,
+                shard,
+                permission,
             } => {
+                if let IpPermission::GroupPair { source } = permission {
+                    self.refresh_source(plan, state, source);
+                }
                 if let Some(g) = state.group(group) {
                     self.remove_grant(plan, o, g.num, *id, *shard);
                     if state.shard_len(group, *shard) == 0 {

@@ -18,10 +18,8 @@ pub use plan::Plan;
 
 use crate::state::State;
 use build::{
-    base_objects, grant_objects, group_objects, instance_objects, member_addresses, member_elem,
-    shard_objects,
+    base_objects, grant_objects, group_objects, instance_objects, shard_objects, source_objects,
 };
-use plan::Obj;
 use std::collections::BTreeSet;
 
 /// The whole plan for a state.
@@ -41,9 +39,7 @@ pub fn compile(state: &State, o: &Options) -> Plan {
             plan.objs
                 .extend(grant_objects(o, state, g, *id, &gr.permission, gr.shard));
         }
-        for a in member_addresses(state, &g.key) {
-            plan.objs.insert(member_elem(g.num, a), Obj::Elem);
-        }
+        plan.objs.extend(source_objects(state, g));
     }
     for i in state.instances() {
         plan.objs.extend(instance_objects(o, state, i));

@@ -150,9 +150,6 @@ impl Reconciler {
             let genid = kernel[0].genid.max(kernel[1].genid);
             let sp = sync_plan(&kernel, &self.plan);
             if sp.batch.ops.is_empty() && kernel[0].genid == kernel[1].genid {
-                if let Some(m) = self.metrics.as_ref().filter(|_| !all_repairs.is_empty()) {
-                    m.record_drift_repair(all_repairs.len());
-                }
                 self.view.clear();
                 for (c, id, h) in sp.kept {
                     self.view.set(c, id, h);
@@ -160,7 +157,7 @@ impl Reconciler {
                 self.view.genid = Some(genid);
                 return Ok(all_repairs);
             }
-            if sp.batch.ops.is_empty() {
+            if kernel[0].genid != kernel[1].genid {
                 continue; // the ruleset changed between the two dumps: read again
             }
             if attempt == MAX_ATTEMPTS {
@@ -172,7 +169,24 @@ impl Reconciler {
             all_repairs.extend(sp.repairs);
             let table = self.options.table.clone();
             match self.backend.commit(&table, &sp.batch.ops, Some(genid)) {
-                Ok(_) | Err(NftError::GenerationChanged) => continue,
+                // Committed against exactly the generation we read: the kernel now holds
+                // the kept rules and the added ones, and nothing else, so there is no
+                // need to read it all again.
+                Ok(done) => {
+                    if let Some(m) = &self.metrics {
+                        m.record_drift_repair(all_repairs.len());
+                    }
+                    self.view.clear();
+                    for (c, id, h) in sp.kept {
+                        self.view.set(c, id, h);
+                    }
+                    for ((c, id), h) in sp.batch.added.iter().zip(done.handles) {
+                        self.view.set(*c, *id, h);
+                    }
+                    self.view.genid = Some(genid.wrapping_add(1));
+                    return Ok(all_repairs);
+                }
+                Err(NftError::GenerationChanged) => continue,
                 Err(e) => return Err(e.into()),
             }
         }
