@@ -12,3 +12,10 @@ if [ "$(id -u)" -eq 0 ]; then scripts/setup.sh; fi
 cargo fmt --all -- --check
 cargo clippy --all-targets -- -D warnings
 cargo test --all-targets
+# The benchmark's smoke test (tiny sizes, seconds): every part of secgroupd-bench runs and
+# every request is answered; the numbers are not checked. Needs root, like the netns tests.
+if [ "$(id -u)" -eq 0 ]; then
+    cargo run --bin secgroupd-bench -- --quick --out target/bench-quick
+else
+    echo "scripts/test.sh: not root: skipping secgroupd-bench --quick" >&2
+fi
