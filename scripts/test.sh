@@ -17,3 +17,10 @@ scripts/verify-unit.sh
 # The cargo-fuzz crate builds (it runs only with nightly; on stable its body runs in
 # tests/fuzz_query.rs above). Same target dir: it reuses the dependencies built above.
 cargo check --quiet --manifest-path fuzz/Cargo.toml --target-dir target
+# The benchmark's smoke test (tiny sizes, seconds): every part of secgroupd-bench runs and
+# every request is answered; the numbers are not checked. Needs root, like the netns tests.
+if [ "$(id -u)" -eq 0 ]; then
+    cargo run --bin secgroupd-bench -- --quick --out target/bench-quick
+else
+    echo "scripts/test.sh: not root: skipping secgroupd-bench --quick" >&2
+fi
