@@ -29,7 +29,7 @@ pub fn dump(ns: &Netns, table: &str) -> Result<KernelTable> {
     let table = table.to_string();
     ns.enter(move || -> Result<KernelTable> {
         let mut b = NetlinkBackend::new().context("opening netlink")?;
-        Ok(b.dump(&table)?)
+        Ok(b.dump(&table, secgroupd::compile::plan::Family::Inet)?)
     })?
 }
 

@@ -53,7 +53,7 @@ impl Twin {
     pub fn new(table: &str, state: &State) -> Result<Twin> {
         let ns = Netns::new("twin")?;
         let work = WorkDir::new("twin")?;
-        let plan = compile(state, table);
+        let plan = compile(state, &secgroupd::compile::Options::new(table));
         let rendered = render(&plan);
         let rules = plan
             .objs
@@ -85,7 +85,7 @@ impl Twin {
 
     /// `n` grant rules spread over the groups of `t`, the samples' group `g0` first.
     pub fn pick_rules(&mut self, t: &Table, n: usize) -> Result<Vec<RuleRef>> {
-        let kt = self.backend.dump(&self.table)?;
+        let kt = self.backend.dump(&self.table, secgroupd::compile::plan::Family::Inet)?;
         let by_group = kernel::grant_rules_by_group(&kt);
         let groups = (0..t.groups()).map(|g| format!("{OWNER}/{}", Table::group_name(g)));
         let candidates = kernel::grant_rules(&by_group, groups, n);
@@ -93,12 +93,13 @@ impl Twin {
     }
 
     pub fn rules_now(&mut self) -> Result<usize> {
-        Ok(kernel::summary(&self.backend.dump(&self.table)?).rules)
+        Ok(kernel::summary(&self.backend.dump(&self.table, secgroupd::compile::plan::Family::Inet)?).rules)
     }
 
     /// Deletes the rule (timed), then adds it back at the end of its chain (untimed).
     pub fn floor_delete(&mut self, r: &RuleRef) -> Result<Duration> {
         let op = Op::DelForeignRule {
+            family: secgroupd::compile::plan::Family::Inet,
             chain: r.chain.clone(),
             handle: r.handle,
         };
