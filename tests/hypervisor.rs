@@ -391,3 +391,34 @@ fn lifecycle(mode: Mode) {
         "it is no longer a peer of i-2"
     );
 }
+
+#[test]
+fn bridged_mode_refuses_to_start_without_br_netfilter() {
+    if !netns_or_skip() {
+        return;
+    }
+    let topo = BridgedTopology::new(1);
+    topo.host.set_sysctl("net.bridge.bridge-nf-call-iptables", "0");
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("c.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "socket = \"{0}/s.sock\"\nstate_dir = \"{0}/state\"\nmode = \"bridged\"\n",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", topo.host.name(), BIN, "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "it must not run unfiltered");
+    assert!(stderr.contains("bridge-nf-call-iptables"), "{stderr}");
+    assert!(
+        !nft_table_exists(&topo.host, "secgroupd"),
+        "nothing was installed"
+    );
+}
