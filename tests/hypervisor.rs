@@ -398,7 +398,8 @@ fn bridged_mode_refuses_to_start_without_br_netfilter() {
         return;
     }
     let topo = BridgedTopology::new(1);
-    topo.host.set_sysctl("net.bridge.bridge-nf-call-iptables", "0");
+    topo.host
+        .set_sysctl("net.bridge.bridge-nf-call-iptables", "0");
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("c.toml");
     std::fs::write(

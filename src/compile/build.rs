@@ -189,11 +189,11 @@ impl R {
         let mut rule = RuleSpec {
             chain: self.chain,
             id: self.id,
-            matches: self.matches,
+            matches: self.matches.into_boxed_slice(),
             counter: self.counter,
-            stmts: self.stmts,
+            stmts: self.stmts.into_boxed_slice(),
             verdict,
-            comment: String::new(),
+            comment: Box::from(""),
         };
         let fp = fingerprint(&format!("{} {}", rule.chain, rule_body(&rule)));
         let head = format!("{}: ", rule.id);
@@ -204,8 +204,8 @@ impl R {
             what.truncate(room - 3);
             what.push_str("...");
         }
-        rule.comment = format!("{head}{what}{tail}");
-        (Key::Rule(rule.chain, rule.id), Obj::Rule(rule))
+        rule.comment = format!("{head}{what}{tail}").into_boxed_str();
+        (Key::Rule(rule.chain, rule.id), Obj::Rule(Box::new(rule)))
     }
 }
 

@@ -215,7 +215,10 @@ pub fn overlaps(state: &State, group: &GroupKey, revoked: &IpPermission) -> Vec<
         if instances.is_empty() && gk != group {
             continue;
         }
-        for gr in g.grants.values() {
+        for id in state.overlap_candidates(gk, revoked) {
+            let Some(gr) = g.grants.get(&id) else {
+                continue;
+            };
             let (some, all) = compare(&p, &space(state, &gr.permission));
             if some {
                 out.push(Overlap {

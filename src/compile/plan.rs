@@ -548,11 +548,12 @@ impl fmt::Display for RuleId {
 pub struct RuleSpec {
     pub chain: ChainName,
     pub id: RuleId,
-    pub matches: Vec<Match>,
+    /// Boxed slices and strings, exactly sized: a plan holds one per kernel rule.
+    pub matches: Box<[Match]>,
     pub counter: bool,
-    pub stmts: Vec<Stmt>,
+    pub stmts: Box<[Stmt]>,
     pub verdict: Verdict,
-    pub comment: String,
+    pub comment: Box<str>,
 }
 
 /// A chain and, for base chains, where it hooks.
@@ -588,7 +589,8 @@ pub enum Obj {
     Elem,
     /// An element of a verdict map: `key : jump CHAIN`.
     MapElem(ChainName),
-    Rule(RuleSpec),
+    /// Boxed: most objects are elements, and they should not pay for a rule's size.
+    Rule(Box<RuleSpec>),
 }
 
 /// Everything secgroupd wants in its tables (named `table`; inet, and bridge if any
@@ -635,13 +637,13 @@ impl Plan {
             .range(lo..)
             .take_while(move |(k, _)| matches!(k, Key::Rule(c, _) if *c == chain))
             .filter_map(|(_, o)| match o {
-                Obj::Rule(r) => Some(r),
+                Obj::Rule(r) => Some(&**r),
                 _ => None,
             })
     }
     pub fn rule(&self, chain: ChainName, id: RuleId) -> Option<&RuleSpec> {
         match self.objs.get(&Key::Rule(chain, id)) {
-            Some(Obj::Rule(r)) => Some(r),
+            Some(Obj::Rule(r)) => Some(&**r),
             _ => None,
         }
     }
@@ -652,7 +654,7 @@ impl Plan {
             .range((Excluded(Key::Rule(chain, id)), Unbounded))
             .next()
             .and_then(|(k, o)| match (k, o) {
-                (Key::Rule(c, _), Obj::Rule(r)) if *c == chain => Some(r),
+                (Key::Rule(c, _), Obj::Rule(r)) if *c == chain => Some(&**r),
                 _ => None,
             })
     }

@@ -238,7 +238,7 @@ impl Table {
                 let chain = self.chain(&r.chain.to_string()).ok_or(libc::ENOENT)?;
                 let rule = FakeRule {
                     handle,
-                    comment: Some(r.comment.clone()),
+                    comment: Some(r.comment.to_string()),
                     jumps_to,
                     sets,
                 };

@@ -61,8 +61,11 @@ impl Reconciler {
         backend: Box<dyn Backend>,
         options: Options,
     ) -> Result<Self, ReconcileError> {
+        let t = Instant::now();
         let state = store.load()?;
+        let loaded = t.elapsed();
         let plan = compile(&state, &options);
+        let compiled = t.elapsed() - loaded;
         let mut r = Reconciler {
             state,
             plan,
@@ -74,6 +77,12 @@ impl Reconciler {
             metrics: None,
         };
         r.sync()?;
+        info!(
+            load_ms = loaded.as_millis() as u64,
+            compile_ms = compiled.as_millis() as u64,
+            sync_ms = (t.elapsed() - loaded - compiled).as_millis() as u64,
+            "start-up"
+        );
         info!(
             groups = r.state.groups().count(),
             grants = r.state.grant_count(),
@@ -146,9 +155,17 @@ impl Reconciler {
     pub fn sync(&mut self) -> Result<Vec<String>, ReconcileError> {
         let mut all_repairs = Vec::new();
         for attempt in 1..=MAX_ATTEMPTS {
+            let t = Instant::now();
             let kernel = self.dump_all()?;
+            let dumped = t.elapsed();
             let genid = kernel[0].genid.max(kernel[1].genid);
             let sp = sync_plan(&kernel, &self.plan);
+            debug!(
+                dump_ms = dumped.as_millis() as u64,
+                compare_ms = (t.elapsed() - dumped).as_millis() as u64,
+                ops = sp.batch.ops.len(),
+                "read and compared the kernel tables"
+            );
             if sp.batch.ops.is_empty() && kernel[0].genid == kernel[1].genid {
                 self.view.clear();
                 for (c, id, h) in sp.kept {

@@ -233,7 +233,7 @@ fn sync_family(out: &mut SyncPlan, kernel: &KernelTable, plan: &Plan) {
             continue; // the whole chain goes
         };
         let by_comment: HashMap<&str, RuleId> =
-            plan.rules(c).map(|r| (r.comment.as_str(), r.id)).collect();
+            plan.rules(c).map(|r| (&*r.comment, r.id)).collect();
         let mut last: Option<RuleId> = None;
         for kr in &kc.rules {
             let id = kr

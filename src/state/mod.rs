@@ -5,8 +5,11 @@
 //! inverse changes, so the state never needs to be copied.
 
 mod change;
+mod port_index;
 #[cfg(test)]
 mod tests;
+
+pub use port_index::PortIndex;
 
 pub use change::Change;
 
@@ -101,6 +104,8 @@ pub struct State {
     shard_fill: HashMap<GroupKey, BTreeMap<u32, u32>>,
     /// Derived: slots of registered instances.
     slots: BTreeSet<u32>,
+    /// Derived: each group's grants by protocol and port, for the overlap report.
+    ports: HashMap<GroupKey, PortIndex>,
 }
 
 impl PartialEq for State {
@@ -497,6 +502,15 @@ impl State {
         })
     }
 
+    /// Grants of the group that may admit some of what `p` admits (a superset of those
+    /// that do), found without looking at every grant of a large group.
+    pub fn overlap_candidates(&self, group: &GroupKey, p: &IpPermission) -> Vec<GrantId> {
+        self.ports
+            .get(group)
+            .map(|ix| ix.candidates(p))
+            .unwrap_or_default()
+    }
+
     /// Number of grants of the group in one shard.
     pub fn shard_len(&self, group: &GroupKey, shard: u32) -> u32 {
         self.shard_fill
@@ -556,6 +570,7 @@ impl State {
                 }
                 self.groups.remove(&group.key);
                 self.grant_index.remove(&group.key);
+                self.ports.remove(&group.key);
                 self.shard_fill.remove(&group.key);
                 self.members.remove(&group.key);
             }
@@ -595,6 +610,10 @@ impl State {
                         .entry(group.clone())
                         .or_default()
                         .insert(permission.clone(), *id);
+                    self.ports
+                        .entry(group.clone())
+                        .or_default()
+                        .insert(*id, permission);
                     *self
                         .shard_fill
                         .entry(group.clone())
@@ -622,6 +641,9 @@ impl State {
                 }
                 if let Some(ix) = self.grant_index.get_mut(group) {
                     ix.remove(permission);
+                }
+                if let Some(ix) = self.ports.get_mut(group) {
+                    ix.remove(*id, permission);
                 }
                 if let Some(fill) = self.shard_fill.get_mut(group)
                     && let Some(n) = fill.get_mut(shard)

@@ -272,12 +272,13 @@ fn what_the_kernel_cannot_take_is_refused_before_sending() {
         ]
     };
     let mut long = simple(G1, 1);
-    long.comment = "x".repeat(126);
+    long.comment = "x".repeat(126).into();
     let mut outside = simple(G1, 2);
-    outside.stmts.push(Stmt::SetCtMark {
+    outside.stmts = vec![Stmt::SetCtMark {
         mask: 0xff,
         value: 0x100,
-    });
+    }]
+    .into();
     let lookup = |m: Match| append(rule(G1, RuleId::Grant(3, 0), vec![m], Verdict::Accept));
     let cases: Vec<(&str, Op)> = vec![
         ("comment", append(long)),
@@ -357,7 +358,7 @@ fn what_the_kernel_cannot_take_is_refused_before_sending() {
     // 125 bytes is the longest comment nft's userdata buffer takes.
     let t = ns.run(|b| {
         let mut r = simple(G1, 3);
-        r.comment = "y".repeat(125);
+        r.comment = "y".repeat(125).into();
         b.commit(
             T,
             &[Op::AddTable(Family::Inet), chain(G1, None), append(r)],

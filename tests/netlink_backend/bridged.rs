@@ -72,10 +72,11 @@ fn bridge_port_mark_dispatches_the_inet_chains() {
         let (inst, mark) = (ChainName::Instance(n), ChainName::BridgeMark(n));
         let slot = n << PKT_MASK.trailing_zeros();
         let mut set_mark = rule(mark, RuleId::Head(0), vec![], Verdict::Accept);
-        set_mark.stmts.push(Stmt::SetMetaMark {
+        set_mark.stmts = vec![Stmt::SetMetaMark {
             mask: PKT_MASK,
             value: slot,
-        });
+        }]
+        .into();
         ops.extend([
             chain(inst, None),
             chain(mark, None),

@@ -22,7 +22,9 @@ fn est() -> Match {
 }
 
 fn with_stmt(mut r: RuleSpec, s: Stmt) -> RuleSpec {
-    r.stmts.push(s);
+    let mut v = r.stmts.to_vec();
+    v.push(s);
+    r.stmts = v.into();
     r
 }
 
@@ -410,7 +412,7 @@ pub fn plan_of(ops: &[Op]) -> Plan {
             }
             Op::AddRule(r, _) => {
                 plan.objs
-                    .insert(Key::Rule(r.chain, r.id), Obj::Rule(r.clone()));
+                    .insert(Key::Rule(r.chain, r.id), Obj::Rule(Box::new(r.clone())));
             }
             _ => {}
         }

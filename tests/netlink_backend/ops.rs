@@ -43,11 +43,11 @@ pub fn rule(chain: ChainName, id: RuleId, matches: Vec<Match>, verdict: Verdict)
     RuleSpec {
         chain,
         id,
-        matches,
+        matches: matches.into(),
         counter: true,
-        stmts: vec![],
+        stmts: Box::new([]),
         verdict,
-        comment: format!("{chain} {id}"),
+        comment: format!("{chain} {id}").into(),
     }
 }
 

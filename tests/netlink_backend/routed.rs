@@ -209,10 +209,11 @@ fn cut_layout(client: IpAddr, client6: IpAddr) -> Vec<Op> {
             ],
             Verdict::Accept,
         );
-        r.stmts.push(Stmt::SetCtMark {
+        r.stmts = vec![Stmt::SetCtMark {
             mask: CT_MASK,
             value: id,
-        });
+        }]
+        .into();
         append(r)
     };
     ops.extend([

@@ -59,7 +59,7 @@ impl Twin {
             .objs
             .values()
             .filter_map(|o| match o {
-                Obj::Rule(r) => Some((r.comment.clone(), r.clone())),
+                Obj::Rule(r) => Some((r.comment.to_string(), (**r).clone())),
                 _ => None,
             })
             .collect();
@@ -85,7 +85,9 @@ impl Twin {
 
     /// `n` grant rules spread over the groups of `t`, the samples' group `g0` first.
     pub fn pick_rules(&mut self, t: &Table, n: usize) -> Result<Vec<RuleRef>> {
-        let kt = self.backend.dump(&self.table, secgroupd::compile::plan::Family::Inet)?;
+        let kt = self
+            .backend
+            .dump(&self.table, secgroupd::compile::plan::Family::Inet)?;
         let by_group = kernel::grant_rules_by_group(&kt);
         let groups = (0..t.groups()).map(|g| format!("{OWNER}/{}", Table::group_name(g)));
         let candidates = kernel::grant_rules(&by_group, groups, n);
@@ -93,7 +95,12 @@ impl Twin {
     }
 
     pub fn rules_now(&mut self) -> Result<usize> {
-        Ok(kernel::summary(&self.backend.dump(&self.table, secgroupd::compile::plan::Family::Inet)?).rules)
+        Ok(kernel::summary(
+            &self
+                .backend
+                .dump(&self.table, secgroupd::compile::plan::Family::Inet)?,
+        )
+        .rules)
     }
 
     /// Deletes the rule (timed), then adds it back at the end of its chain (untimed).

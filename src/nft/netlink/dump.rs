@@ -12,7 +12,6 @@ use super::socket::{Msg, NlSocket};
 use crate::compile::plan::Family;
 use crate::nft::{KernelChain, KernelRule, KernelSet, KernelTable, NftError};
 use nftnl::nftnl_sys as sys;
-use std::collections::HashMap;
 use std::ffi::CString;
 use std::io;
 use std::time::Duration;
@@ -196,47 +195,51 @@ impl Reader<'_> {
         Ok(intact.then_some(out))
     }
 
-    /// Adds the table's rules to their chains. The dump walks each chain's rule list in
-    /// order, so pushing in dump order keeps chain order.
+    /// Adds the table's rules to their chains, one dump per chain. The kernel resumes a
+    /// rule dump by counting rules from the start of what it dumps, so one dump of a
+    /// whole table costs the square of its size (seconds at 100,000 rules); per chain, it
+    /// costs the square of a chain's length, which sharding keeps small.
     fn rules(&mut self, table: &CString, chains: &mut [KernelChain]) -> Result<bool, NftError> {
-        let req = RawRule::new()?;
-        unsafe {
-            sys::nftnl_rule_set_str(req.ptr(), sys::NFTNL_RULE_TABLE as u16, table.as_ptr());
-            sys::nftnl_rule_set_u32(
-                req.ptr(),
-                sys::NFTNL_RULE_FAMILY as u16,
-                self.nfproto as u32,
+        for chain in chains.iter_mut() {
+            let req = RawRule::new()?;
+            let cname = CString::new(chain.name.as_str()).map_err(|_| {
+                NftError::Protocol(format!("chain name {:?} with a NUL byte", chain.name))
+            })?;
+            unsafe {
+                sys::nftnl_rule_set_str(req.ptr(), sys::NFTNL_RULE_TABLE as u16, table.as_ptr());
+                sys::nftnl_rule_set_str(req.ptr(), sys::NFTNL_RULE_CHAIN as u16, cname.as_ptr());
+                sys::nftnl_rule_set_u32(
+                    req.ptr(),
+                    sys::NFTNL_RULE_FAMILY as u16,
+                    self.nfproto as u32,
+                );
+            }
+            let rules = &mut chain.rules;
+            let name = chain.name.as_str();
+            let intact = self.talk(
+                libc::NFT_MSG_GETRULE,
+                self.nfproto,
+                true,
+                |nlh| unsafe { sys::nftnl_rule_nlmsg_build_payload(nlh, req.ptr()) },
+                |m| {
+                    // Only handle and comment matter here: read them straight from the
+                    // attributes instead of having libnftnl parse every expression.
+                    let (handle, comment) = rule_identity(m.bytes).ok_or_else(|| {
+                        NftError::Protocol(format!("rule of {name} without a handle"))
+                    })?;
+                    rules.push(KernelRule { handle, comment });
+                    Ok(())
+                },
             );
+            match intact {
+                Ok(true) => {}
+                Ok(false) => return Ok(false),
+                // The chain went away between the chain dump and this one.
+                Err(NftError::Io(e)) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(false),
+                Err(e) => return Err(e),
+            }
         }
-        let table = table.to_string_lossy();
-        // Rules arrive chain by chain, but thousands of chains are possible: index them.
-        let index: HashMap<String, usize> = chains
-            .iter()
-            .enumerate()
-            .map(|(i, c)| (c.name.clone(), i))
-            .collect();
-        self.talk(
-            libc::NFT_MSG_GETRULE,
-            self.nfproto,
-            true,
-            |nlh| unsafe { sys::nftnl_rule_nlmsg_build_payload(nlh, req.ptr()) },
-            |m| {
-                let r = RawRule::parse(m)?;
-                if r.str(sys::NFTNL_RULE_TABLE).as_deref() != Some(&*table) {
-                    return Ok(());
-                }
-                let chain = r.str(sys::NFTNL_RULE_CHAIN).unwrap_or_default();
-                let handle = r
-                    .u64(sys::NFTNL_RULE_HANDLE)
-                    .ok_or_else(|| NftError::Protocol(format!("rule of {chain} without handle")))?;
-                let comment = r.data(sys::NFTNL_RULE_USERDATA).and_then(udata_comment);
-                let &i = index.get(&chain).ok_or_else(|| {
-                    NftError::Protocol(format!("rule {handle} of unknown chain {chain}"))
-                })?;
-                chains[i].rules.push(KernelRule { handle, comment });
-                Ok(())
-            },
-        )
+        Ok(true)
     }
 
     /// Named sets of the table, with their elements. Anonymous sets (`{ a, b }` literals of
@@ -308,4 +311,28 @@ impl Reader<'_> {
         }
         Ok(s)
     }
+}
+
+/// `NFTA_RULE_HANDLE` and `NFTA_RULE_USERDATA`.
+const NFTA_RULE_HANDLE: u16 = 3;
+const NFTA_RULE_USERDATA: u16 = 7;
+
+/// The handle and comment of a NEWRULE message (header, `nfgenmsg`, then attributes).
+fn rule_identity(msg: &[u8]) -> Option<(u64, Option<String>)> {
+    let mut attrs = msg.get(16 + 4..)?; // nlmsghdr (16 bytes), nfgenmsg (4)
+    let (mut handle, mut comment) = (None, None);
+    while attrs.len() >= 4 {
+        let len = u16::from_ne_bytes([attrs[0], attrs[1]]) as usize;
+        let kind = u16::from_ne_bytes([attrs[2], attrs[3]]) & 0x3fff;
+        let value = attrs.get(4..len)?;
+        match kind {
+            NFTA_RULE_HANDLE => {
+                handle = Some(u64::from_be_bytes(value.try_into().ok()?));
+            }
+            NFTA_RULE_USERDATA => comment = udata_comment(value),
+            _ => {}
+        }
+        attrs = attrs.get(((len + 3) & !3).min(attrs.len())..)?;
+    }
+    Some((handle?, comment))
 }

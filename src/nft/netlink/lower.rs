@@ -182,9 +182,9 @@ mod tests {
         RuleSpec {
             chain,
             id: RuleId::Head(0),
-            matches,
+            matches: matches.into(),
             counter: true,
-            stmts,
+            stmts: stmts.into(),
             verdict,
             comment: "c".into(),
         }

@@ -222,9 +222,9 @@ mod tests {
         RuleSpec {
             chain,
             id: RuleId::Head(0),
-            matches,
+            matches: matches.into(),
             counter: false,
-            stmts: vec![],
+            stmts: Box::new([]),
             verdict: Verdict::Accept,
             comment: "c".into(),
         }

@@ -153,9 +153,10 @@ impl Encoder {
                 // An empty comment is left out (and so reads back as `None`). Longer than
                 // 125 bytes does not fit nft's userdata buffer: refused, not truncated.
                 if !rule.comment.is_empty() {
-                    r.set_comment(cstring(rule.comment.clone())?).map_err(|_| {
-                        format!("comment of {} bytes is too long", rule.comment.len())
-                    })?;
+                    r.set_comment(cstring(rule.comment.to_string())?)
+                        .map_err(|_| {
+                            format!("comment of {} bytes is too long", rule.comment.len())
+                        })?;
                 }
                 // nftnl writes CREATE|APPEND|EXCL|ACK. We add ECHO to learn the handle and
                 // drop EXCL, which means nothing for rules (nft does not send it). With a

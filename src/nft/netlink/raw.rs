@@ -108,20 +108,10 @@ impl RawChain {
 }
 
 impl RawRule {
-    pub(super) fn str(&self, attr: u32) -> Option<String> {
-        owned(unsafe { sys::nftnl_rule_get_str(self.ptr(), attr as u16) })
-    }
     pub(super) fn u64(&self, attr: u32) -> Option<u64> {
         let p = self.ptr();
         unsafe { sys::nftnl_rule_is_set(p, attr as u16) }
             .then(|| unsafe { sys::nftnl_rule_get_u64(p, attr as u16) })
-    }
-    pub(super) fn data(&self, attr: u32) -> Option<&[u8]> {
-        let mut len = 0u32;
-        let d = unsafe { sys::nftnl_rule_get_data(self.ptr(), attr as u16, &mut len) };
-        // SAFETY: libnftnl returns NULL or `len` bytes owned by the object, which outlives
-        // the borrow.
-        (!d.is_null()).then(|| unsafe { std::slice::from_raw_parts(d.cast::<u8>(), len as usize) })
     }
 }
 
