@@ -84,10 +84,18 @@ impl Daemon {
     /// until the control socket answers `DescribeSecurityGroups` with 200. Panics (with
     /// the log) if the process exits or is not ready within [`READY_TIMEOUT`].
     pub fn start(bin: impl AsRef<Path>, host: &Netns, opts: DaemonOptions) -> Daemon {
-        let dir = tempfile::Builder::new()
-            .prefix("sgd-daemon-")
-            .tempdir()
-            .expect("create temp dir");
+        // On tmpfs when there is one: the store fsyncs every commit, and on this kind of
+        // VM a disk write-back can stall for tens of seconds, which would time requests
+        // out. The tests kill processes, not machines, so page-cache durability suffices.
+        let shm = Path::new("/dev/shm");
+        let mut b = tempfile::Builder::new();
+        b.prefix("sgd-daemon-");
+        let dir = if shm.is_dir() {
+            b.tempdir_in(shm)
+        } else {
+            b.tempdir()
+        }
+        .expect("create temp dir");
         let mut d = Daemon {
             bin: bin.as_ref().to_path_buf(),
             netns: host.name().to_string(),
