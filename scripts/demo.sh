@@ -105,12 +105,21 @@ ctl describe web
 show
 
 say "the group's chain in the kernel (one rule per permission, shared by both interfaces)"
-in_ns $HOST nft -a list chain inet secgroupd grp_1
+in_ns $HOST nft -a list chain inet secgroupd grp_1_0
+
+say "a long-lived connection: the client streams lines to web's port 80 and reads the echo"
+(while :; do date +%s.%N; sleep 0.1; done) | in_ns $CLIENT socat -T30 - TCP:10.1.1.2:80 >"$TMP/stream.out" 2>/dev/null &
+STREAM=$!
+sleep 1
+echo "   echoed lines so far: $(wc -l <"$TMP/stream.out")"
 
 say "revoke tcp 80: exactly that rule goes, for both instances, before the answer"
 ctl revoke web --protocol tcp --port 80 --cidr 10.9.0.0/24
+before=$(wc -l <"$TMP/stream.out"); sleep 1; after=$(wc -l <"$TMP/stream.out")
+echo "   established connection after the revoke: $before echoed lines, one second later $after (cut)"
+kill $STREAM 2>/dev/null || true
 show
-in_ns $HOST nft -a list chain inet secgroupd grp_1
+in_ns $HOST nft -a list chain inet secgroupd grp_1_0
 
 say "a revoke with values that were never granted changes nothing"
 ctl revoke web --protocol tcp --port 80 --cidr 0.0.0.0/0 || true
