@@ -116,12 +116,14 @@ fn sets(ns: &Netns, table: &str) -> std::collections::BTreeMap<String, Vec<Strin
     m
 }
 
-#[test]
-fn remote_members_are_admitted_through_group_pairs_and_leave_by_one_element() {
-    if !netns_or_skip() {
-        return;
-    }
-    let topo = Topo::new(Mode::Routed, 1);
+both_modes!(
+    routed_remote_members_are_admitted_through_group_pairs_and_leave_by_one_element,
+    bridged_remote_members_are_admitted_through_group_pairs_and_leave_by_one_element,
+    remote_members
+);
+
+fn remote_members(mode: Mode) {
+    let topo = Topo::new(mode, 1);
     let i1 = topo.instance(1);
     let _t = TcpEchoServer::start(&i1.ns, any_v4(), 5432);
     let d = topo.daemon(&[]);

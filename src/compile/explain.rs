@@ -198,29 +198,28 @@ fn compare(p: &Space, q: &Space) -> (bool, bool) {
 /// traffic `revoked` admitted to them. Call with the state *after* the revoke.
 pub fn overlaps(state: &State, group: &GroupKey, revoked: &IpPermission) -> Vec<Overlap> {
     let p = space(state, revoked);
-    let members: Vec<&Instance> = state.members(group).collect();
-    let mut groups: BTreeSet<&GroupKey> = BTreeSet::new();
+    // The revoked group, and every group that one of its local members is also in: an
+    // index, so a revoke in a group with thousands of members costs what it costs with one.
+    let mut groups: BTreeSet<&GroupKey> = state.co_groups(group).collect();
     groups.insert(group);
-    for i in &members {
-        groups.extend(i.spec.groups.iter());
-    }
     let mut out = Vec::new();
     for gk in groups {
         let Some(g) = state.group(gk) else { continue };
-        let instances: Vec<InstanceId> = members
-            .iter()
-            .filter(|i| gk == group || i.spec.groups.contains(gk))
-            .map(|i| i.spec.id.clone())
-            .collect();
-        if instances.is_empty() && gk != group {
-            continue;
-        }
+        let mut instances: Option<Vec<InstanceId>> = None;
         for id in state.overlap_candidates(gk, revoked) {
             let Some(gr) = g.grants.get(&id) else {
                 continue;
             };
             let (some, all) = compare(&p, &space(state, &gr.permission));
             if some {
+                // Only now, on the rare path with something to report, walk the members.
+                let instances = instances.get_or_insert_with(|| {
+                    state
+                        .members(group)
+                        .filter(|i| gk == group || i.spec.groups.contains(gk))
+                        .map(|i| i.spec.id.clone())
+                        .collect()
+                });
                 out.push(Overlap {
                     group: gk.clone(),
                     permission: gr.permission.clone(),

@@ -106,6 +106,9 @@ pub struct State {
     slots: BTreeSet<u32>,
     /// Derived: each group's grants by protocol and port, for the overlap report.
     ports: HashMap<GroupKey, PortIndex>,
+    /// Derived: group → the groups its local members are in (itself included) → how many
+    /// members share both, so the overlap report on a revoke does not walk the members.
+    co_groups: HashMap<GroupKey, BTreeMap<GroupKey, usize>>,
 }
 
 impl PartialEq for State {
@@ -195,6 +198,11 @@ impl State {
             .into_iter()
             .flatten()
             .filter_map(|id| self.instances.get(id))
+    }
+    /// The groups that local members of `key` belong to (`key` itself included if it has
+    /// members), without walking the members.
+    pub fn co_groups(&self, key: &GroupKey) -> impl Iterator<Item = &GroupKey> {
+        self.co_groups.get(key).into_iter().flat_map(|m| m.keys())
     }
     /// Whether `addr` belongs to a member of the group, local or remote, i.e. is in its
     /// member set.
@@ -573,6 +581,7 @@ impl State {
                 self.ports.remove(&group.key);
                 self.shard_fill.remove(&group.key);
                 self.members.remove(&group.key);
+                self.co_groups.remove(&group.key);
             }
             Change::RestoreGroup { group } => {
                 self.apply(&Change::CreateGroup {
@@ -681,6 +690,7 @@ impl State {
             }
             Change::RegisterInstance { num, slot, spec } => {
                 self.slots.insert(*slot);
+                self.count_co_groups(&spec.groups, true);
                 for g in &spec.groups {
                     self.members
                         .entry(g.clone())
@@ -704,6 +714,7 @@ impl State {
             Change::DeregisterInstance { instance } => {
                 self.slots.remove(&instance.slot);
                 let spec = &instance.spec;
+                self.count_co_groups(&spec.groups, false);
                 for g in &spec.groups {
                     if let Some(m) = self.members.get_mut(g) {
                         m.remove(&spec.id);
@@ -716,6 +727,10 @@ impl State {
                 self.instances.remove(&spec.id);
             }
             Change::SetInstanceGroups { id, to, .. } => {
+                if let Some(from) = self.instances.get(id).map(|i| i.spec.groups.clone()) {
+                    self.count_co_groups(&from, false);
+                    self.count_co_groups(to, true);
+                }
                 if let Some(inst) = self.instances.get_mut(id) {
                     for g in &inst.spec.groups {
                         if let Some(m) = self.members.get_mut(g) {
@@ -733,6 +748,30 @@ impl State {
             }
         }
         self.bump_counters_for(change);
+    }
+
+    /// Counts one instance in (or out of) every pair of its groups.
+    fn count_co_groups(&mut self, groups: &[GroupKey], add: bool) {
+        for g in groups {
+            if add {
+                let m = self.co_groups.entry(g.clone()).or_default();
+                for h in groups {
+                    *m.entry(h.clone()).or_default() += 1;
+                }
+            } else if let Some(m) = self.co_groups.get_mut(g) {
+                for h in groups {
+                    if let Some(n) = m.get_mut(h) {
+                        *n -= 1;
+                        if *n == 0 {
+                            m.remove(h);
+                        }
+                    }
+                }
+                if m.is_empty() {
+                    self.co_groups.remove(g);
+                }
+            }
+        }
     }
 
     fn bump_counters_for(&mut self, change: &Change) {

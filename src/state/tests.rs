@@ -26,6 +26,7 @@ fn run(s: &mut State, q: &str) -> Result<Reply, ErrorCode> {
             }
             assert_eq!(undo.groups, before.groups, "inverse of {q}");
             assert_eq!(undo.instances, before.instances, "inverse of {q}");
+            assert_eq!(undo.co_groups, before.co_groups, "inverse of {q}");
             for c in &changes {
                 s.apply(c);
             }
@@ -392,6 +393,56 @@ fn modify_instance_groups() {
         err(&mut s, "Action=DeleteSecurityGroup&GroupName=db"),
         ErrorCode::GroupInUse
     );
+}
+
+/// The co-membership index the overlap report reads equals what walking the members gives.
+#[test]
+fn co_groups_follow_registrations_and_group_changes() {
+    let mut s = setup();
+    ok(
+        &mut s,
+        "Action=CreateSecurityGroup&GroupName=app&GroupDescription=a",
+    );
+    let co = |s: &State, g: &str| -> Vec<String> {
+        s.co_groups(&key(g)).map(|k| k.name.to_string()).collect()
+    };
+    let walked = |s: &State, g: &str| -> Vec<String> {
+        let mut v: Vec<String> = s
+            .members(&key(g))
+            .flat_map(|i| i.spec.groups.iter().map(|k| k.name.to_string()))
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    };
+    let check = |s: &State| {
+        for g in ["web", "db", "app"] {
+            assert_eq!(co(s, g), walked(s, g), "co-groups of {g}");
+        }
+    };
+    ok(
+        &mut s,
+        "Action=RegisterInstance&InstanceId=i-1&Interface=tap1&IpAddress.1=10.1.1.2&GroupName.1=web&GroupName.2=db",
+    );
+    ok(
+        &mut s,
+        "Action=RegisterInstance&InstanceId=i-2&Interface=tap2&IpAddress.1=10.1.1.3&GroupName.1=db&GroupName.2=app",
+    );
+    check(&s);
+    assert_eq!(co(&s, "db"), ["app", "db", "web"]);
+    ok(
+        &mut s,
+        "Action=ModifyInstanceGroups&InstanceId=i-1&GroupName.1=db",
+    );
+    check(&s);
+    assert_eq!(co(&s, "db"), ["app", "db"]);
+    assert!(co(&s, "web").is_empty());
+    ok(&mut s, "Action=DeregisterInstance&InstanceId=i-2");
+    check(&s);
+    assert_eq!(co(&s, "db"), ["db"]);
+    ok(&mut s, "Action=DeregisterInstance&InstanceId=i-1");
+    check(&s);
+    assert!(s.co_groups.is_empty());
 }
 
 #[test]
