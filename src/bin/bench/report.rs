@@ -114,6 +114,32 @@ pub fn markdown(r: &Report) -> String {
         let _ = writeln!(w);
     }
 
+    if !r.cases.is_empty() {
+        let _ = writeln!(
+            w,
+            "**Authorize latency**: the re-grant after each kept-alive revoke, request to \
+             answer. Unlike a delete, adding a rule makes the kernel re-validate every chain \
+             reachable from the base chains (`nft_chain_validate`), so its cost grows with \
+             the rules reachable through the member interfaces.\n"
+        );
+        let _ = writeln!(
+            w,
+            "| permissions | group size | members | kernel rules | authorize, kept-alive | revoke, kept-alive |"
+        );
+        let _ = writeln!(w, "|---:|---:|---:|---:|---|---|");
+        for c in &r.cases {
+            let _ = writeln!(
+                w,
+                "| {} | {} | {} | {} |",
+                case_cols(c),
+                n(c.kernel.rules),
+                c.authorize.summary(),
+                c.keepalive.summary(),
+            );
+        }
+        let _ = writeln!(w);
+    }
+
     let windows: Vec<&RevokeCase> = r.cases.iter().filter(|c| c.window.is_some()).collect();
     if !windows.is_empty() {
         let _ = writeln!(

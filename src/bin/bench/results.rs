@@ -25,6 +25,8 @@ pub struct RevokeCase {
     /// (a): request to answer, kept-alive connection / one connection per request.
     pub keepalive: Samples,
     pub per_conn: Samples,
+    /// The re-grant after each kept-alive revoke: authorize latency, request to answer.
+    pub authorize: Samples,
     /// The daemon's own split of each sampled revoke (from its commit log line).
     pub daemon_store: Samples,
     pub daemon_kernel: Samples,

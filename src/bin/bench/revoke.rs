@@ -5,9 +5,10 @@
 //!    baselines (see [`super::twin`]);
 //! 2. (a) revokes through the socket, each a real `RevokeSecurityGroupIngress` of a
 //!    permission of group `g0` (the group with the member interfaces), timed from
-//!    writing the request to reading the whole answer, then an untimed authorize of the
-//!    same permission, so the table keeps its size and every revoke removes a distinct
-//!    grant (the re-grant gets a fresh id). (b) After each kept-alive revoke, one bare
+//!    writing the request to reading the whole answer, then an authorize of the same
+//!    permission, so the table keeps its size and every revoke removes a distinct grant
+//!    (the re-grant gets a fresh id). The re-grant is timed too, on the kept-alive
+//!    connection: it is the authorize latency, reported apart. (b) After each kept-alive revoke, one bare
 //!    netlink delete and, every few samples, one `nft delete rule` process on the twin:
 //!    interleaved, so that noise from the shared machine hits both sides of a ratio;
 //! 3. revokes with a new connection each; then the full reloads of the twin;
@@ -53,6 +54,8 @@ const NO_LIMIT: Limit = Limit {
 #[derive(Debug, Default)]
 struct Sampled {
     e2e: Vec<Duration>,
+    /// The re-grant after each revoke: authorize latency, request to answer.
+    grant: Vec<Duration>,
     store: Vec<Duration>,
     kernel: Vec<Duration>,
 }
@@ -182,6 +185,7 @@ pub fn run_case(env: &Env, t: Table, report: &mut Report) -> Result<()> {
     case.floor = Samples::new(std::mem::take(&mut inter.floor));
     case.nft_delete = Samples::new(std::mem::take(&mut inter.nft));
     case.keepalive = Samples::new(ka.e2e);
+    case.authorize = Samples::new(ka.grant);
     case.daemon_store = Samples::new(ka.store);
     case.daemon_kernel = Samples::new(ka.kernel);
 
@@ -204,10 +208,11 @@ pub fn run_case(env: &Env, t: Table, report: &mut Report) -> Result<()> {
     case.per_conn = Samples::new(pc.e2e);
     case.mem_after = d.memory()?;
     println!(
-        "   secgroupd revoke p50/p99: {} kept-alive, {} new connection; daemon's kernel commit {}",
+        "   secgroupd revoke p50/p99: {} kept-alive, {} new connection; daemon's kernel commit {}; authorize {}",
         case.keepalive.summary(),
         case.per_conn.summary(),
-        case.daemon_kernel.summary()
+        case.daemon_kernel.summary(),
+        case.authorize.summary()
     );
 
     // (b) the full reloads, after the samples: freeing a replaced table is kernel work
@@ -229,6 +234,7 @@ pub fn run_case(env: &Env, t: Table, report: &mut Report) -> Result<()> {
     for (what, samples) in [
         ("revoke (keep-alive)", &case.keepalive),
         ("revoke (new connection)", &case.per_conn),
+        ("authorize (re-grant)", &case.authorize),
         ("nft delete rule", &case.nft_delete),
         ("netlink floor", &case.floor),
         ("full reload", &case.reload),
@@ -319,7 +325,7 @@ fn sample_targets(t: &Table, n: usize) -> Vec<usize> {
     }
 }
 
-/// Revokes (timed) and re-grants (untimed) each target, or as many as `limit` allows;
+/// Revokes and re-grants (each timed on its own) each target, or as many as `limit` allows;
 /// `between(i)` runs after sample `i`, outside the timed part.
 #[allow(clippy::too_many_arguments)]
 fn revoke_samples(
@@ -360,9 +366,13 @@ fn revoke_samples(
             out.store.push(c.store);
             out.kernel.push(c.kernel);
         }
+        let t1 = Instant::now();
         let back = conn.post(&p.authorize())?;
+        let granted = t1.elapsed();
         if back.status != 200 {
             failures.push(format!("re-grant: {} {}", back.status, back.error_code()));
+        } else if how == Connection::KeepAlive {
+            out.grant.push(granted);
         }
         between(i)?;
     }
