@@ -44,6 +44,7 @@ pub fn results(r: &Report) -> String {
         lat(&mut a, "secgroupd_keepalive", &c.keepalive);
         lat(&mut a, "secgroupd_new_connection", &c.per_conn);
         lat(&mut a, "secgroupd_authorize", &c.authorize);
+        lat(&mut a, "secgroupd_back_to_back", &c.burst);
         lat(&mut a, "daemon_store", &c.daemon_store);
         lat(&mut a, "daemon_kernel", &c.daemon_kernel);
         lat(&mut a, "nft_delete_process", &c.nft_delete);
@@ -299,6 +300,7 @@ pub fn samples(r: &Report) -> String {
             ("secgroupd_keepalive", &c.keepalive),
             ("secgroupd_new_connection", &c.per_conn),
             ("secgroupd_authorize", &c.authorize),
+            ("secgroupd_back_to_back", &c.burst),
             ("daemon_store", &c.daemon_store),
             ("daemon_kernel", &c.daemon_kernel),
             ("nft_delete_process", &c.nft_delete),

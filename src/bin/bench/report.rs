@@ -117,24 +117,30 @@ pub fn markdown(r: &Report) -> String {
     if !r.cases.is_empty() {
         let _ = writeln!(
             w,
-            "**Authorize latency**: the re-grant after each kept-alive revoke, request to \
-             answer. Unlike a delete, adding a rule makes the kernel re-validate every chain \
-             reachable from the base chains (`nft_chain_validate`), so its cost grows with \
-             the rules reachable through the member interfaces.\n"
+            "**Authorize latency, and revokes back to back**: the authorize is the re-grant \
+             after each kept-alive revoke of (a), request to answer. Unlike a delete, adding a \
+             rule makes the kernel re-validate every chain reachable from the base chains \
+             (`nft_chain_validate`), so its cost grows with the rules reachable through the \
+             member interfaces, and a large one leaves the caches cold for the revoke of (a) \
+             that follows it (compare the back-to-back column). Back to back: distinct \
+             grants of `g0` revoked one after the other on a kept-alive connection with \
+             nothing in between (a burst), then re-granted.\n"
         );
         let _ = writeln!(
             w,
-            "| permissions | group size | members | kernel rules | authorize, kept-alive | revoke, kept-alive |"
+            "| permissions | group size | members | kernel rules | authorize, kept-alive | revoke after a grant (a) | revoke, back to back | back-to-back samples |"
         );
-        let _ = writeln!(w, "|---:|---:|---:|---:|---|---|");
+        let _ = writeln!(w, "|---:|---:|---:|---:|---|---|---|---:|");
         for c in &r.cases {
             let _ = writeln!(
                 w,
-                "| {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} |",
                 case_cols(c),
                 n(c.kernel.rules),
                 c.authorize.summary(),
                 c.keepalive.summary(),
+                c.burst.summary(),
+                c.burst.len(),
             );
         }
         let _ = writeln!(w);

@@ -27,6 +27,8 @@ pub struct RevokeCase {
     pub per_conn: Samples,
     /// The re-grant after each kept-alive revoke: authorize latency, request to answer.
     pub authorize: Samples,
+    /// Revokes of distinct grants back to back, with no re-grant in between.
+    pub burst: Samples,
     /// The daemon's own split of each sampled revoke (from its commit log line).
     pub daemon_store: Samples,
     pub daemon_kernel: Samples,

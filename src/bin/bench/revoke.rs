@@ -11,7 +11,9 @@
 //!    connection: it is the authorize latency, reported apart. (b) After each kept-alive revoke, one bare
 //!    netlink delete and, every few samples, one `nft delete rule` process on the twin:
 //!    interleaved, so that noise from the shared machine hits both sides of a ratio;
-//! 3. revokes with a new connection each; then the full reloads of the twin;
+//! 3. revokes with a new connection each; revokes back to back (distinct grants, no
+//!    re-grant in between: a burst, without the cold caches a preceding grant leaves),
+//!    then their re-grants; then the full reloads of the twin;
 //! 4. (d) restart with the table present; optionally the propagation-window row and
 //!    part (c) on this table.
 
@@ -206,11 +208,14 @@ pub fn run_case(env: &Env, t: Table, report: &mut Report) -> Result<()> {
         |_| Ok(()),
     )?;
     case.per_conn = Samples::new(pc.e2e);
+    case.burst = Samples::new(burst(&d, &t, &targets, s.burst_samples, report)?);
     case.mem_after = d.memory()?;
     println!(
-        "   secgroupd revoke p50/p99: {} kept-alive, {} new connection; daemon's kernel commit {}; authorize {}",
+        "   secgroupd revoke p50/p99: {} kept-alive, {} new connection, {} back to back ({}); daemon's kernel commit {}; authorize {}",
         case.keepalive.summary(),
         case.per_conn.summary(),
+        case.burst.summary(),
+        case.burst.len(),
         case.daemon_kernel.summary(),
         case.authorize.summary()
     );
@@ -235,6 +240,7 @@ pub fn run_case(env: &Env, t: Table, report: &mut Report) -> Result<()> {
         ("revoke (keep-alive)", &case.keepalive),
         ("revoke (new connection)", &case.per_conn),
         ("authorize (re-grant)", &case.authorize),
+        ("revoke (back to back)", &case.burst),
         ("nft delete rule", &case.nft_delete),
         ("netlink floor", &case.floor),
         ("full reload", &case.reload),
@@ -311,6 +317,51 @@ pub fn run_case(env: &Env, t: Table, report: &mut Report) -> Result<()> {
     d.stop()?;
     report.cases.push(case);
     Ok(())
+}
+
+/// Revokes up to `n` distinct grants of `targets` one after the other on one kept-alive
+/// connection (timed), then grants them again (untimed), so the table ends as it began.
+fn burst(
+    d: &Daemon,
+    t: &Table,
+    targets: &[usize],
+    n: usize,
+    report: &mut Report,
+) -> Result<Vec<Duration>> {
+    let mut distinct: Vec<usize> = Vec::new();
+    for &k in targets {
+        if distinct.len() == n {
+            break;
+        }
+        if !distinct.contains(&k) {
+            distinct.push(k);
+        }
+    }
+    let mut conn = Conn::connect(&d.socket())?;
+    let mut out = Vec::with_capacity(distinct.len());
+    let mut failures = 0;
+    for &k in &distinct {
+        let body = t.perm(k).revoke();
+        let t0 = Instant::now();
+        let answer = conn.post(&body)?;
+        let elapsed = t0.elapsed();
+        if answer.status == 200 {
+            out.push(elapsed);
+        } else {
+            failures += 1;
+        }
+    }
+    for &k in &distinct {
+        if conn.post(&t.perm(k).authorize())?.status != 200 {
+            failures += 1;
+        }
+    }
+    if failures > 0 {
+        report.fail(format!(
+            "revoke (back to back): {failures} requests not answered 200"
+        ));
+    }
+    Ok(out)
 }
 
 /// Permission numbers of group `g0` to revoke: spread over the whole group when it has

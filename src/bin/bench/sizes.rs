@@ -11,6 +11,9 @@ pub struct Sizes {
     /// Revokes timed per table on a kept-alive connection, and with one connection each.
     pub keepalive_samples: usize,
     pub per_conn_samples: usize,
+    /// Revokes of distinct grants back to back (no re-grant in between), at most this
+    /// many (fewer if the group is smaller).
+    pub burst_samples: usize,
     /// The kept-alive series stops early once it has `min_samples` and ran for
     /// `sample_budget`; the new-connection one at half of the one and a third of the other.
     pub min_samples: usize,
@@ -64,6 +67,7 @@ impl Sizes {
             cases,
             keepalive_samples: 500,
             per_conn_samples: 200,
+            burst_samples: 100,
             min_samples: 100,
             sample_budget: Duration::from_secs(15),
             nft_min: 10,
@@ -104,6 +108,7 @@ impl Sizes {
             cases: vec![t],
             keepalive_samples: 20,
             per_conn_samples: 5,
+            burst_samples: 5,
             min_samples: 20,
             sample_budget: Duration::MAX,
             nft_min: 3,

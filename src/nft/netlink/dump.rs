@@ -248,6 +248,9 @@ impl Reader<'_> {
         let req = self.set_req(table, None)?;
         let tname = table.to_string_lossy();
         let mut out = Vec::new();
+        // Per set in `out`: whether it is an interval set (where a key may legitimately
+        // appear twice, as the end of one range and the start of the next).
+        let mut interval = Vec::new();
         let intact = self.talk(
             libc::NFT_MSG_GETSET,
             self.nfproto,
@@ -265,6 +268,7 @@ impl Reader<'_> {
                 // other type is no verdict map, and not one of secgroupd's).
                 let verdict_map = flags & libc::NFT_SET_MAP as u32 != 0
                     && s.u32(sys::NFTNL_SET_DATA_TYPE) == Some(libc::NFT_DATA_VERDICT);
+                interval.push(flags & libc::NFT_SET_INTERVAL as u32 != 0);
                 out.push(KernelSet {
                     verdict_map,
                     name: s.str(sys::NFTNL_SET_NAME).unwrap_or_default(),
@@ -278,7 +282,7 @@ impl Reader<'_> {
         if !intact {
             return Ok(None);
         }
-        for set in &mut out {
+        for (set, interval) in out.iter_mut().zip(interval) {
             let req = self.set_req(table, Some(&set.name))?;
             let intact = self.talk(
                 libc::NFT_MSG_GETSETELEM,
@@ -294,7 +298,10 @@ impl Reader<'_> {
                     Ok(())
                 },
             )?;
-            if !intact {
+            if !intact || (!interval && repeats_a_key(&set.elems)) {
+                if intact {
+                    tracing::debug!(set = %set.name, "set dump repeated elements (hash resize): reading again");
+                }
                 return Ok(None);
             }
         }
@@ -311,6 +318,18 @@ impl Reader<'_> {
         }
         Ok(s)
     }
+}
+
+/// Whether a hash set's dump returned some key twice. A set element dump that needs more
+/// than one message resumes each part by skipping as many elements as were sent, in hash
+/// table order; if the kernel resized the hash table in between (it does so after a burst
+/// of adds or deletes, from a work queue, without flagging the dump as interrupted), the
+/// order changed and the dump repeats some elements and misses as many others. The count
+/// is right either way, so a repeated key is the sign that the read must be done again.
+fn repeats_a_key(elems: &[(Vec<u8>, Option<String>)]) -> bool {
+    let mut keys: Vec<&[u8]> = elems.iter().map(|(k, _)| k.as_slice()).collect();
+    keys.sort_unstable();
+    keys.windows(2).any(|w| w[0] == w[1])
 }
 
 /// `NFTA_RULE_HANDLE` and `NFTA_RULE_USERDATA`.
@@ -335,4 +354,29 @@ fn rule_identity(msg: &[u8]) -> Option<(u64, Option<String>)> {
         attrs = attrs.get(((len + 3) & !3).min(attrs.len())..)?;
     }
     Some((handle?, comment))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::repeats_a_key;
+
+    fn elems(keys: &[&[u8]]) -> Vec<(Vec<u8>, Option<String>)> {
+        keys.iter().map(|k| (k.to_vec(), None)).collect()
+    }
+
+    #[test]
+    fn a_repeated_key_marks_a_dump_torn_by_a_resize() {
+        assert!(!repeats_a_key(&elems(&[])));
+        assert!(!repeats_a_key(&elems(&[&[10, 0, 0, 1], &[10, 0, 0, 2]])));
+        // Out of order, as a hash walk returns them.
+        assert!(repeats_a_key(&elems(&[
+            &[10, 0, 0, 2],
+            &[10, 0, 0, 1],
+            &[10, 0, 0, 2]
+        ])));
+        // Same key, different verdict data: still the same element twice.
+        let mut e = elems(&[&[1], &[1]]);
+        e[1].1 = Some("inst_1".into());
+        assert!(repeats_a_key(&e));
+    }
 }
