@@ -8,9 +8,10 @@
 //!    writing the request to reading the whole answer, then an authorize of the same
 //!    permission, so the table keeps its size and every revoke removes a distinct grant
 //!    (the re-grant gets a fresh id). The re-grant is timed too, on the kept-alive
-//!    connection: it is the authorize latency, reported apart. (b) After each kept-alive revoke, one bare
-//!    netlink delete and, every few samples, one `nft delete rule` process on the twin:
-//!    interleaved, so that noise from the shared machine hits both sides of a ratio;
+//!    connection: it is the authorize latency, reported apart. (b) After each kept-alive
+//!    revoke, one bare netlink delete and, every few samples, one `nft delete rule`
+//!    process on the twin: interleaved, so that noise from the shared machine hits both
+//!    sides of a ratio;
 //! 3. revokes with a new connection each; revokes back to back (distinct grants, no
 //!    re-grant in between: a burst, without the cold caches a preceding grant leaves),
 //!    then their re-grants; then the full reloads of the twin;
