@@ -11,7 +11,7 @@ mod bench;
 use anyhow::{Context, Result, bail};
 use bench::results::Report;
 use bench::sizes::Sizes;
-use bench::{Env, cleanup, csv, datapath, machine::Machine, report, revoke, svg};
+use bench::{Env, cleanup, csv, datapath, lifecycle, machine::Machine, report, revoke, svg};
 use clap::{Parser, ValueEnum};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -33,12 +33,12 @@ struct Cli {
     #[arg(long, env = "SECGROUPD_BIN")]
     daemon: Option<PathBuf>,
     /// Parts to run: `revoke` is (a) latency, (b) baselines, (c) throughput and
-    /// (d) start-up; `datapath` is (e).
+    /// (d) start-up; `datapath` is (e); `lifecycle` is (f), the compute agent's calls.
     #[arg(
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "revoke,datapath"
+        default_value = "revoke,datapath,lifecycle"
     )]
     only: Vec<Part>,
     /// Only the tables of these sizes, e.g. `--permissions 1000,10000` (parts (c) and the
@@ -51,6 +51,7 @@ struct Cli {
 enum Part {
     Revoke,
     Datapath,
+    Lifecycle,
 }
 
 fn main() -> ExitCode {
@@ -122,7 +123,12 @@ fn run(cli: &Cli) -> Result<bool> {
     {
         report.fail(format!("data path: {e:#}"));
     }
-    if report.cases.is_empty() && report.datapath.is_empty() {
+    if cli.only.contains(&Part::Lifecycle)
+        && let Err(e) = lifecycle::run(&env, &mut report)
+    {
+        report.fail(format!("instance lifecycle: {e:#}"));
+    }
+    if report.cases.is_empty() && report.datapath.is_empty() && report.lifecycle.is_none() {
         report.fail("nothing was measured");
     }
     report.elapsed = t0.elapsed();

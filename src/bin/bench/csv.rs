@@ -237,6 +237,27 @@ pub fn results(r: &Report) -> String {
             "count",
         );
     }
+    if let Some(l) = &r.lifecycle {
+        let setting = format!("instances={};remote_members={}", l.instances, l.remote);
+        for (what, s) in l.series() {
+            row(
+                "lifecycle",
+                None,
+                &setting,
+                &format!("{what}_p50"),
+                us(s.p50()),
+                "us",
+            );
+            row(
+                "lifecycle",
+                None,
+                &setting,
+                &format!("{what}_p99"),
+                us(s.p99()),
+                "us",
+            );
+        }
+    }
     for d in &r.datapath {
         let s = d.label().replace(',', ";");
         row(

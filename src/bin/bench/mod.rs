@@ -6,7 +6,7 @@
 //! - [`http`]: the raw HTTP/1.1 client that times requests; [`kernel`]: the table read
 //!   back; [`twin`]: the baselines (`nft` process, full reload, bare netlink) on a
 //!   copy of the daemon's table;
-//! - [`revoke`] (parts a, b, d), [`throughput`] (c), [`datapath`] (e);
+//! - [`revoke`] (parts a, b, d), [`throughput`] (c), [`datapath`] (e), [`lifecycle`] (f);
 //! - [`stats`], [`results`], [`report`], [`csv`], [`svg`], [`machine`]: numbers and
 //!   output;
 //!   [`sizes`]: how much of everything, full and `--quick`.
@@ -20,6 +20,7 @@ pub mod daemon;
 pub mod datapath;
 pub mod http;
 pub mod kernel;
+pub mod lifecycle;
 pub mod machine;
 pub mod netns;
 pub mod populate;

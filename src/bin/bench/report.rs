@@ -274,6 +274,26 @@ pub fn markdown(r: &Report) -> String {
         let _ = writeln!(w);
     }
 
+    if let Some(l) = &r.lifecycle {
+        let _ = writeln!(
+            w,
+            "**(f) Instance lifecycle**: the compute agent's calls, request to answer on one \
+             kept-alive connection (`propagation_delay_ms = 0`). {} instances, each with an \
+             IPv4 and an IPv6 address in groups `web` and `db` (`db` admits `web` by group \
+             pair, so each registration also changes member sets); then one of {} remote \
+             members of `web` (plus the {} local ones) removed and added back.\n",
+            l.instances,
+            n(l.remote),
+            l.instances
+        );
+        let _ = writeln!(w, "| action | samples | p50 / p99 |");
+        let _ = writeln!(w, "|---|---:|---|");
+        for (what, s) in l.series() {
+            let _ = writeln!(w, "| `{what}` | {} | {} |", s.len(), s.summary());
+        }
+        let _ = writeln!(w);
+    }
+
     let verdicts = targets(r);
     if !verdicts.is_empty() {
         let _ = writeln!(

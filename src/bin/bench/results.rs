@@ -48,6 +48,30 @@ pub struct Window {
     pub daemon_kernel: Samples,
 }
 
+/// Part (f): the compute agent's calls.
+#[derive(Debug, Clone, Default)]
+pub struct Lifecycle {
+    pub instances: usize,
+    pub remote: usize,
+    pub register: Samples,
+    pub deregister: Samples,
+    /// One remote member removed from, then added to, a group of `remote + instances`.
+    pub remove_member: Samples,
+    pub add_member: Samples,
+}
+
+impl Lifecycle {
+    /// Each series with its name, for checks, tables and CSV.
+    pub fn series(&self) -> [(&'static str, &Samples); 4] {
+        [
+            ("RegisterInstance", &self.register),
+            ("DeregisterInstance", &self.deregister),
+            ("RemoveGroupMembers", &self.remove_member),
+            ("AddGroupMembers", &self.add_member),
+        ]
+    }
+}
+
 /// Part (c): concurrent revokes.
 #[derive(Debug, Clone, Default)]
 pub struct Throughput {
@@ -102,6 +126,7 @@ pub struct Report {
     pub cases: Vec<RevokeCase>,
     pub throughput: Vec<Throughput>,
     pub datapath: Vec<DataPath>,
+    pub lifecycle: Option<Lifecycle>,
     pub failures: Vec<String>,
     /// Things worth knowing that do not fail the run.
     pub notes: Vec<String>,

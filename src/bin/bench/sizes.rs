@@ -37,6 +37,11 @@ pub struct Sizes {
     pub throughput_revokes: usize,
     pub throughput_clients: usize,
     pub throughput_delays_ms: Vec<u64>,
+    /// Part (f): instances registered and deregistered, remote members of the group, and
+    /// member changes timed.
+    pub lifecycle_instances: usize,
+    pub lifecycle_remote: usize,
+    pub lifecycle_samples: usize,
     /// Part (e).
     pub datapath_permissions: Vec<usize>,
     pub datapath_seconds: f64,
@@ -91,6 +96,9 @@ impl Sizes {
             throughput_revokes: 20_000,
             throughput_clients: 16,
             throughput_delays_ms: vec![0, 10],
+            lifecycle_instances: 200,
+            lifecycle_remote: 10_000,
+            lifecycle_samples: 200,
             datapath_permissions: vec![10, 10_000],
             datapath_seconds: 5.0,
             datapath_rr: 2_000,
@@ -124,6 +132,9 @@ impl Sizes {
             throughput_revokes: 160,
             throughput_clients: 16,
             throughput_delays_ms: vec![0, 10],
+            lifecycle_instances: 5,
+            lifecycle_remote: 100,
+            lifecycle_samples: 5,
             datapath_permissions: vec![10, 100],
             datapath_seconds: 1.0,
             datapath_rr: 200,
