@@ -1,7 +1,9 @@
 //! Real packets through the bridge table of the bridged layout: the port mark that the
 //! inet chains dispatch on, and anti-spoofing by input port.
 
-use super::inspect::{PASS_TIMEOUT, blocked, commit, packets, passes};
+use super::inspect::{
+    PASS_TIMEOUT, blocked, commit, each_instance_drops_its_own_port, packets, passes,
+};
 use super::layout::PKT_MASK;
 use super::ops::*;
 use crate::common::{
@@ -98,24 +100,7 @@ fn bridge_port_mark_dispatches_the_inet_chains() {
         ]);
     }
     commit(&topo.host, &ops);
-    for v6 in [false, true] {
-        assert!(
-            blocked(client, i1.addr(v6), 8080),
-            "inst_1 drops 8080 (v6: {v6})"
-        );
-        assert!(
-            passes(client, i1.addr(v6), 8081),
-            "inst_1 admits 8081 (v6: {v6})"
-        );
-        assert!(
-            passes(client, i2.addr(v6), 8080),
-            "inst_2 admits 8080 (v6: {v6})"
-        );
-        assert!(
-            blocked(client, i2.addr(v6), 8081),
-            "inst_2 drops 8081 (v6: {v6})"
-        );
-    }
+    each_instance_drops_its_own_port(client, i1, i2);
     let pk = |f, c: &str| packets(&topo.host, f, c);
     assert!(pk(Family::Bridge, "mark_1 head 0") > 0);
     assert!(pk(Family::Inet, "inst_1 tail 0") > 0);

@@ -3,7 +3,7 @@
 
 use super::T;
 use super::ns::in_netns;
-use crate::common::{Netns, PROBE_TIMEOUT, tcp_probe};
+use crate::common::{Netns, Node, PROBE_TIMEOUT, tcp_probe};
 use secgroupd::compile::plan::Family;
 use secgroupd::nft::{Backend, Committed, Op};
 use std::net::IpAddr;
@@ -63,4 +63,28 @@ pub fn passes(ns: &Netns, dst: IpAddr, port: u16) -> bool {
 /// No TCP echo from `ns` to `dst:port` within the harness's probe timeout.
 pub fn blocked(ns: &Netns, dst: IpAddr, port: u16) -> bool {
     !tcp_probe(ns, dst, port, PROBE_TIMEOUT)
+}
+
+/// The two-instance check both dispatch tests make, over IPv4 and IPv6: `inst_1` drops
+/// 8080 and admits 8081, `inst_2` the other way round, so each packet met its own
+/// instance's chain and no other.
+pub fn each_instance_drops_its_own_port(client: &Netns, i1: &Node, i2: &Node) {
+    for v6 in [false, true] {
+        assert!(
+            blocked(client, i1.addr(v6), 8080),
+            "inst_1 drops 8080 (v6: {v6})"
+        );
+        assert!(
+            passes(client, i1.addr(v6), 8081),
+            "inst_1 admits 8081 (v6: {v6})"
+        );
+        assert!(
+            passes(client, i2.addr(v6), 8080),
+            "inst_2 admits 8080 (v6: {v6})"
+        );
+        assert!(
+            blocked(client, i2.addr(v6), 8081),
+            "inst_2 drops 8081 (v6: {v6})"
+        );
+    }
 }
