@@ -433,9 +433,13 @@ pub fn parse_response(mut r: impl BufRead) -> io::Result<HttpResponse> {
 // ---------------------------------------------------------------------------------------
 // nftables inspection (read-only, inside the given namespace)
 
-/// `nft list table inet <table>` in `ns`; panics if it fails (e.g. no such table).
+/// `nft -s list table inet <table>` in `ns`; panics if it fails (e.g. no such table).
+///
+/// Stateless (`-s`): counter values are left out, because a stray packet (an IPv6
+/// multicast listener report, say) moving a counter is not a change to the rules, and
+/// tests compare these listings for equality.
 pub fn nft_list(ns: &Netns, table: &str) -> String {
-    ns.exec(&["nft", "list", "table", "inet", table])
+    ns.exec(&["nft", "-s", "list", "table", "inet", table])
 }
 
 /// `nft -j list table inet <table>` in `ns`, parsed.

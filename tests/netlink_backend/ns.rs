@@ -48,8 +48,8 @@ impl Ns {
     }
 
     fn others(&self) -> String {
-        self.nft(&["list", "table", "inet", "other"])
-            + &self.nft(&["list", "table", "bridge", "other"])
+        self.nft(&["-s", "list", "table", "inet", "other"])
+            + &self.nft(&["-s", "list", "table", "bridge", "other"])
     }
 
     /// Runs nft in the namespace and returns its output; panics if it fails.
