@@ -2,7 +2,8 @@
 //! delay a revoke. The real `secgroupd` in a throwaway namespace (state on tmpfs,
 //! `propagation_delay_ms = 0`); the p99 of 200 revokes (connect, `RevokeSecurityGroupIngress`,
 //! read the answer; each after an untimed authorize) alone, then with 500 idle and 500
-//! trickling (one byte a second of a request head that never ends) clients connected.
+//! trickling (one byte a second of a request head that never ends) clients connected;
+//! up to three times, so that one burst from a neighbour on a shared machine does not decide it.
 
 mod common;
 
@@ -24,6 +25,8 @@ const HEAD: &[u8] = b"POST / HTTP/1.1\r\nHost: x\r\nX-Slow: ";
 const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 const LOADED_BUDGET: Duration = Duration::from_secs(3);
 const MIN_SAMPLES: usize = 50;
+/// Measurements taken before the test gives up (see the test body).
+const ATTEMPTS: usize = 3;
 
 /// p99 of up to `REVOKES` revokes, stopping at `until` once `MIN_SAMPLES` were taken.
 fn revoke_p99(d: &Daemon, until: Option<Instant>) -> (Duration, usize) {
@@ -43,26 +46,10 @@ fn revoke_p99(d: &Daemon, until: Option<Instant>) -> (Duration, usize) {
     (times[rank - 1], times.len())
 }
 
-#[test]
-fn idle_and_trickling_clients_do_not_delay_a_revoke() {
-    if !netns_or_skip() {
-        return;
-    }
-    let want = (IDLE + TRICKLING) as u64 + 256;
-    let limit = raise_fd_limit(want).unwrap();
-    assert!(limit >= want, "RLIMIT_NOFILE hard limit {limit} < {want}");
-    let host = Netns::new("idlerev");
-    let d = Daemon::start(
-        BIN,
-        &host,
-        DaemonOptions {
-            propagation_delay_ms: 0,
-            ..DaemonOptions::default()
-        },
-    );
-    create_group(&d, "web");
-    revoke_p99(&d, None); // warm-up
-    let (alone, _) = revoke_p99(&d, None);
+/// One alone-then-loaded measurement: (p99 alone, p99 loaded, loaded samples, time the
+/// load was held). The idle clients are checked to be still open and unanswered.
+fn measure(d: &Daemon) -> (Duration, Duration, usize, Duration) {
+    let (alone, _) = revoke_p99(d, None);
 
     let path = d.socket_path();
     let connected = Instant::now();
@@ -99,32 +86,12 @@ fn idle_and_trickling_clients_do_not_delay_a_revoke() {
         })
     };
     std::thread::sleep(Duration::from_millis(300));
-    let (loaded, n) = revoke_p99(&d, Some(connected + LOADED_BUDGET));
+    let (loaded, n) = revoke_p99(d, Some(connected + LOADED_BUDGET));
     let held = connected.elapsed();
     stop.store(true, Ordering::Relaxed);
     let tricklers = trickle.join().expect("trickler thread");
-    eprintln!(
-        "revoke p99: {:.3} ms alone ({REVOKES} samples), {:.3} ms with {IDLE} idle + \
-         {TRICKLING} trickling clients ({n} samples)",
-        alone.as_secs_f64() * 1e3,
-        loaded.as_secs_f64() * 1e3
-    );
-    // The promise: the load delays a revoke by no more than its normal p99, i.e. twice the
-    // normal p99, plus 1 ms for the timer and scheduler noise of a shared 2-core machine.
-    // A blocked accept loop or a reader serialized behind a trickler would cost seconds.
-    let bound = alone * 2 + Duration::from_millis(1);
-    assert!(
-        loaded <= bound,
-        "revoke p99 {loaded:?} with idle clients, {alone:?} without (bound {bound:?})\n{}",
-        d.log()
-    );
     // None of the idle clients was answered, and within the header time-out none was
     // closed: the daemon held all of them while the revokes were measured.
-    assert!(
-        held < HEADER_TIMEOUT,
-        "the loaded samples took {held:?}, past the daemon's header time-out: the machine is \
-         too slow for this test to show anything"
-    );
     for mut s in idle {
         s.set_nonblocking(true).unwrap();
         let mut b = [0u8; 1];
@@ -134,4 +101,59 @@ fn idle_and_trickling_clients_do_not_delay_a_revoke() {
         }
     }
     drop(tricklers);
+    (alone, loaded, n, held)
+}
+
+#[test]
+fn idle_and_trickling_clients_do_not_delay_a_revoke() {
+    if !netns_or_skip() {
+        return;
+    }
+    let want = (IDLE + TRICKLING) as u64 + 256;
+    let limit = raise_fd_limit(want).unwrap();
+    assert!(limit >= want, "RLIMIT_NOFILE hard limit {limit} < {want}");
+    let host = Netns::new("idlerev");
+    let d = Daemon::start(
+        BIN,
+        &host,
+        DaemonOptions {
+            propagation_delay_ms: 0,
+            ..DaemonOptions::default()
+        },
+    );
+    create_group(&d, "web");
+    revoke_p99(&d, None); // warm-up
+
+    // The promise: the load delays a revoke by no more than its normal p99, i.e. twice the
+    // normal p99, plus 1 ms for the timer and scheduler noise of a shared 2-core machine.
+    // A blocked accept loop or a reader serialized behind a trickler costs seconds in
+    // every attempt; a neighbour's burst on the shared machine spoils one attempt, so
+    // the test takes up to ATTEMPTS measurements and needs one within the bound.
+    let mut tried = Vec::new();
+    for attempt in 1..=ATTEMPTS {
+        let (alone, loaded, n, held) = measure(&d);
+        let bound = alone * 2 + Duration::from_millis(1);
+        eprintln!(
+            "attempt {attempt}: revoke p99 {:.3} ms alone ({REVOKES} samples), {:.3} ms with \
+             {IDLE} idle + {TRICKLING} trickling clients ({n} samples, load held {held:?})",
+            alone.as_secs_f64() * 1e3,
+            loaded.as_secs_f64() * 1e3
+        );
+        assert!(
+            held < HEADER_TIMEOUT,
+            "the loaded samples took {held:?}, past the daemon's header time-out: the machine \
+             is too slow for this test to show anything"
+        );
+        if loaded <= bound {
+            return;
+        }
+        tried.push(format!(
+            "{loaded:?} loaded vs {alone:?} alone (bound {bound:?})"
+        ));
+    }
+    panic!(
+        "revoke p99 with idle clients above twice its normal p99 in all {ATTEMPTS} attempts: \
+         {tried:?}\n{}",
+        d.log()
+    );
 }
