@@ -442,9 +442,10 @@ pub fn nft_list(ns: &Netns, table: &str) -> String {
     ns.exec(&["nft", "-s", "list", "table", "inet", table])
 }
 
-/// `nft -j list table inet <table>` in `ns`, parsed.
+/// `nft -s -j list table inet <table>` in `ns`, parsed (stateless, like [`nft_list`];
+/// rule handles are still there).
 pub fn nft_json(ns: &Netns, table: &str) -> serde_json::Value {
-    let out = ns.exec(&["nft", "-j", "list", "table", "inet", table]);
+    let out = ns.exec(&["nft", "-s", "-j", "list", "table", "inet", table]);
     serde_json::from_str(&out).unwrap_or_else(|e| panic!("nft -j output is not JSON: {e}\n{out}"))
 }
 
