@@ -6,8 +6,11 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt};
 use std::path::Path;
 
-/// Connections waiting to be accepted before the kernel refuses more.
-const BACKLOG: libc::c_int = 128;
+/// Connections waiting to be accepted before the kernel refuses more (`EAGAIN` to a
+/// non-blocking `connect`). Room for a burst as large as the thousand clients the
+/// connection cap is sized for, e.g. an agent starting many instances while the daemon
+/// is busy; 128 was seen to overflow on a loaded 2-core machine.
+const BACKLOG: libc::c_int = 1024;
 
 /// Binds the control socket at `path`, mode 0600, and returns it listening.
 ///
@@ -158,6 +161,27 @@ mod tests {
         let meta = fs::symlink_metadata(&path).unwrap();
         assert!(meta.file_type().is_socket());
         assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A burst of a thousand non-blocking connects while nothing accepts (the daemon busy
+    /// committing) is queued, not refused with `EAGAIN`.
+    #[tokio::test]
+    async fn a_burst_of_a_thousand_connects_waits_in_the_backlog() {
+        const BURST: usize = 1000;
+        let limit = crate::control::rlimit::raise_fd_limit(BURST as u64 + 256).unwrap();
+        assert!(limit > BURST as u64 + 64, "RLIMIT_NOFILE {limit}");
+        let dir = temp_dir("backlog");
+        let path = dir.join("control.sock");
+        let _listener = bind_control_socket(&path).unwrap();
+        let mut waiting = Vec::with_capacity(BURST);
+        for i in 0..BURST {
+            match tokio::net::UnixStream::connect(&path).await {
+                Ok(s) => waiting.push(s),
+                Err(e) => panic!("connect {} of {BURST} refused: {e}", i + 1),
+            }
+        }
+        drop(waiting);
         fs::remove_dir_all(&dir).unwrap();
     }
 
