@@ -269,10 +269,9 @@ impl Daemon {
 
     /// EC2 Query API call: `POST /` with a form-encoded body of `Action` and `params`.
     pub fn call(&self, action: &str, params: &[(&str, &str)]) -> io::Result<HttpResponse> {
-        let mut body = format!("Action={}", form_encode(action));
-        for (k, v) in params {
-            body.push_str(&format!("&{}={}", form_encode(k), form_encode(v)));
-        }
+        let mut pairs = vec![("Action", action)];
+        pairs.extend_from_slice(params);
+        let body = secgroupd::client::encode_form(&pairs);
         self.request(
             "POST",
             "/",
@@ -318,20 +317,6 @@ impl HttpResponse {
             .find(|(k, _)| *k == name)
             .map(|(_, v)| v.as_str())
     }
-}
-
-/// `application/x-www-form-urlencoded` encoding of one key or value.
-pub fn form_encode(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(b as char)
-            }
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
 }
 
 /// Minimal HTTP/1.1 client over a Unix socket: sends one request with

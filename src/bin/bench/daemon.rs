@@ -119,7 +119,7 @@ impl<'a> Daemon<'a> {
     fn wait_ready(&mut self, t0: Instant) -> Result<Duration> {
         // Any HTTP answer means the socket is served; a describe of a group that does
         // not exist is cheap whatever the size of the table.
-        let probe = http::form(&[
+        let probe = secgroupd::client::encode_form(&[
             ("Action", "DescribeSecurityGroups"),
             ("GroupName.1", "sgb-ready-probe"),
         ]);

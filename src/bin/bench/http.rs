@@ -147,28 +147,6 @@ fn read_response(r: &mut impl BufRead) -> io::Result<(Response, bool)> {
     Ok((Response { status, body }, close))
 }
 
-/// `application/x-www-form-urlencoded` body from pairs.
-pub fn form(pairs: &[(&str, &str)]) -> String {
-    pairs
-        .iter()
-        .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
-        .collect::<Vec<_>>()
-        .join("&")
-}
-
-fn encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(b as char)
-            }
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -183,13 +161,5 @@ mod tests {
         let (b, close) = read_response(&mut r).unwrap();
         assert_eq!((b.status, close), (400, true));
         assert_eq!(b.error_code(), "InvalidGroup.NotFound");
-    }
-
-    #[test]
-    fn form_encodes_reserved_characters() {
-        assert_eq!(
-            form(&[("CidrIp", "10.0.0.0/8"), ("GroupName", "a b")]),
-            "CidrIp=10.0.0.0%2F8&GroupName=a%20b"
-        );
     }
 }

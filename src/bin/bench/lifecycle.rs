@@ -11,11 +11,12 @@
 use super::Env;
 use super::cleanup::WorkDir;
 use super::daemon::{Daemon, Settings};
-use super::http::{Conn, form};
+use super::http::Conn;
 use super::netns::Netns;
 use super::results::{Lifecycle, Report};
 use super::stats::Samples;
 use anyhow::{Result, bail};
+use secgroupd::client::encode_form as form;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, Instant};
 

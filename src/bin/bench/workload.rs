@@ -2,7 +2,7 @@
 //! exactly the same table and every permission is distinct (its own port and its own /32
 //! source), as a real table would be: the kernel really holds one rule per permission.
 
-use super::http::form;
+use secgroupd::client::encode_form as form;
 use std::net::Ipv4Addr;
 use std::ops::Range;
 
